@@ -110,7 +110,8 @@ class ModelCard:
     def common_label(self, label: str) -> str | None:
         """Map one of this model's labels to the common set (``None``: no counterpart)."""
         if label in self.label_mapping:
-            return self.label_mapping[label]
+            mapped: str | None = self.label_mapping[label]
+            return mapped
         return canonical_label(label)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def _req(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: st
     if key not in d:
         raise ModelCardError(f"{where}: missing required key '{key}'")
     v = d[key]
-    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
         tname = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise ModelCardError(f"{where}: key '{key}' must be {tname}, got {type(v).__name__} {v!r:.60}")
     return v
