@@ -166,4 +166,5 @@ class Model:
         z = logits / t
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        probs: np.ndarray = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probs

@@ -330,7 +330,8 @@ class PipelineOptions:
         ov = dict(overrides or {})
         ov.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
         prof = load_profile(profile, overrides=ov)
-        return prof.to_options()
+        opts: PipelineOptions = prof.to_options()
+        return opts
 
     def replace(self, **changes: Any) -> PipelineOptions:
         """Copy with whole sections or dotted keys replaced: ``opts.replace(**{"camera.fps": 5})``."""

@@ -1,0 +1,95 @@
+"""A folder of images (or a list of paths) as a camera."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SourceError, SourceUnavailableError
+from ._base import Frame, to_rgb_uint8
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".npy")
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one image file as ``(H, W, 3)`` RGB uint8 (``.npy`` arrays too).
+
+    Raises:
+        SourceUnavailableError: OpenCV is missing (needed for compressed formats).
+        SourceError: the file cannot be decoded.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        return to_rgb_uint8(np.load(p, allow_pickle=False))
+    from .opencv import import_cv2
+
+    cv2 = import_cv2()
+    data = np.fromfile(str(p), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise SourceError(f"cannot decode image {p}: not an image file or corrupt")
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    return to_rgb_uint8(img, bgr=img.ndim == 3)
+
+
+class ImageFolderCamera:
+    """Yields the images of a folder in name order.
+
+    Args:
+        folder: Folder of images (``.jpg .png .bmp .pgm .ppm .webp .npy``).
+        fps: Pacing rate when ``realtime``.
+        realtime: Pace at ``fps``; otherwise as fast as possible.
+        loop: Start again after the last image.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, fps: float = 5.0, realtime: bool = False,
+                 loop: bool = False) -> None:
+        self.folder = Path(folder)
+        self.name = f"images:{self.folder}"
+        self.fps, self.realtime, self.loop = fps, realtime, loop
+        self._paths: list[Path] = []
+        self._pos = 0
+        self._index = 0
+        self._next_t = 0.0
+
+    def open(self) -> None:
+        """List the folder.
+
+        Raises:
+            SourceUnavailableError: the folder does not exist or holds no images.
+        """
+        if not self.folder.is_dir():
+            raise SourceUnavailableError(f"image folder {self.folder} does not exist")
+        self._paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._paths:
+            raise SourceUnavailableError(f"image folder {self.folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self._pos = 0
+        self._next_t = time.monotonic()
+
+    def read(self) -> Frame | None:
+        """Next image, ``None`` after the last one (unless looping)."""
+        if self._pos >= len(self._paths):
+            if not self.loop or not self._paths:
+                return None
+            self._pos = 0
+        path = self._paths[self._pos]
+        self._pos += 1
+        if self.realtime and self.fps > 0:
+            self._next_t += 1.0 / self.fps
+            delay = self._next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        img = read_image(path)
+        frame = Frame(img, time.monotonic_ns(), self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        """Nothing to release."""
+        self._paths = []
