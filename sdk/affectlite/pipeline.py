@@ -1,0 +1,764 @@
+"""The live pipeline: capture, inference and dispatch threads joined by bounded drop-oldest queues.
+
+Threads (all SDK-owned, named ``affectlite-*``)::
+
+    camera  --frames (newest wins)-->  face   --+
+    mic     --audio chunks--------->   voice  --+--> events --> dispatch: fusion -> on_result / on_change
+    push_text --texts-------------->   text   --+                          on_status / on_error
+
+Callback contract (``on_result``, ``on_change``, ``on_status``, ``on_error``):
+
+* **Thread**: always the pipeline's dispatch thread (``affectlite-dispatch``), never a capture or
+  inference thread, and never while an SDK lock is held.
+* **Overlap**: never. Callbacks run one at a time, in order.
+* **Slow callbacks**: delay later callbacks only. Capture and inference keep running; while the dispatch
+  thread is busy, the events queue keeps the newest ``queues.results`` events and drops (and counts) the
+  oldest ones.
+* **Exceptions**: an exception raised by ``on_result``/``on_change``/``on_status`` is logged and passed to
+  ``on_error``; the pipeline keeps running. An exception from ``on_error`` itself is logged only.
+* ``on_sensing(active)`` is different: it is called synchronously on the thread that calls
+  :meth:`EmotionPipeline.start` (``True``, before any frame or sample is analysed) and
+  :meth:`EmotionPipeline.close` (``False``, after every thread stopped), so an indicator is on whenever
+  sensing happens. If it raises on start, the pipeline does not start.
+
+Fatal errors (a model that cannot run, a source that fails with reconnecting disabled) stop every thread
+and are re-raised from :meth:`EmotionPipeline.wait` and :meth:`EmotionPipeline.close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+import numpy as np
+
+from ._queues import Closed, DropOldestQueue
+from .cameras import CameraSource, Frame, create_camera
+from .errors import (
+    AffectliteError,
+    ConfigError,
+    InputError,
+    PipelineError,
+    PrivacyError,
+    SourceError,
+    SourceUnavailableError,
+)
+from .microphones import AudioChunk, MicrophoneSource, create_microphone
+from .options import FaceOptions, FusionOptions, PipelineOptions, TextOptions, VoiceOptions
+from .results import EmotionResult, FaceResult, SourceStatus, TextResult, VoiceResult
+
+__all__ = ["EmotionPipeline", "PipelineStats"]
+
+log = logging.getLogger("affectlite.pipeline")
+
+
+class FaceAnalyzerLike(Protocol):
+    """What the face thread needs (:class:`affectlite.face.FaceAnalyzer` implements it)."""
+
+    def process(self, frame: np.ndarray, timestamp_ns: int) -> tuple[FaceResult, ...]: ...
+    def close(self) -> None: ...
+
+
+class VoiceAnalyzerLike(Protocol):
+    """What the voice thread needs (:class:`affectlite.voice.VoiceAnalyzer` implements it)."""
+
+    def push(self, samples: np.ndarray, timestamp_ns: int) -> list[VoiceResult]: ...
+    def flush(self) -> list[VoiceResult]: ...
+    def close(self) -> None: ...
+
+
+class TextClassifierLike(Protocol):
+    """What the text worker needs (:class:`affectlite.text.TextClassifier` implements it)."""
+
+    def classify(self, text: str, timestamp_ns: int = 0) -> TextResult: ...
+
+
+class FusionLike(Protocol):
+    """What the dispatch thread needs (:class:`affectlite.fusion.Fusion` implements it)."""
+
+    def update_faces(self, faces: tuple[FaceResult, ...], frame_index: int, capture_ns: int,
+                     now_ns: int) -> list[EmotionResult]: ...
+    def update_voice(self, voice: VoiceResult, now_ns: int) -> list[EmotionResult]: ...
+    def update_text(self, text: TextResult, now_ns: int) -> list[EmotionResult]: ...
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """A snapshot of pipeline counters (see :meth:`EmotionPipeline.stats`).
+
+    Attributes:
+        state: ``"new"``, ``"running"``, ``"finished"``, ``"failed"`` or ``"closed"``.
+        uptime_s: Seconds since start.
+        counts: Items handled per stage: ``camera`` frames captured, ``face`` frames analysed, ``mic`` chunks,
+            ``voice`` results, ``text`` results, ``results`` delivered.
+        fps: ``counts`` divided by uptime, per stage.
+        latency_ms_p50: Median capture-to-callback latency of delivered results (ms).
+        latency_ms_p95: 95th percentile of the same (ms).
+        drops: Items dropped per queue (``frames``, ``audio``, ``events``, ``text``, ``output``).
+        queue_depths: Items waiting per queue now.
+        callback_errors: Exceptions raised by user callbacks.
+        stage_errors: Non-fatal errors in stages (bad frames, source hiccups).
+        reconnects: Successful source reopenings.
+        overflows: Microphone input overflows.
+    """
+
+    state: str
+    uptime_s: float
+    counts: dict[str, int]
+    fps: dict[str, float]
+    latency_ms_p50: float
+    latency_ms_p95: float
+    drops: dict[str, int]
+    queue_depths: dict[str, int]
+    callback_errors: int
+    stage_errors: int
+    reconnects: int
+    overflows: int = 0
+
+
+@dataclass
+class _Event:
+    kind: str  # faces | voice | text
+    payload: Any
+    frame_index: int = -1
+    capture_ns: int = 0
+
+
+@dataclass
+class _Counters:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("camera", "face", "mic", "voice", "text", "results"), 0))
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    callback_errors: int = 0
+    stage_errors: int = 0
+    reconnects: int = 0
+
+
+_STOP_SENTINEL = object()
+
+
+class EmotionPipeline:
+    """Live emotion recognition from a camera, a microphone and app-pushed text.
+
+    Use it as a context manager (``with EmotionPipeline(opts, on_result=cb) as pipe: pipe.wait()``), or,
+    without ``on_result``, iterate over it to get results on your own thread::
+
+        with EmotionPipeline(opts) as pipe:
+            for result in pipe:
+                print(result.label)
+
+    Args:
+        options: Pipeline options (default: :class:`PipelineOptions` defaults).
+        on_result: Called with every :class:`EmotionResult`. See the module docstring for the callback
+            contract (dispatch thread, serial, slow callbacks delay only callbacks, exceptions to
+            ``on_error``). When ``None``, results are kept for iteration instead (bounded, drop-oldest).
+        on_change: Called as ``on_change(result, previous_label)`` when the fused label of a face track (or of
+            the audio/text-only stream) changes.
+        on_error: Called with non-fatal exceptions (callback errors, bad frames, source hiccups).
+        on_status: Called with :class:`SourceStatus` when a source degrades, reconnects, is lost or absent.
+        on_sensing: Called with ``True`` before sensing starts and ``False`` after it stops (LED, banner);
+            runs on the thread calling ``start``/``close``.
+        consent: A consent token, required when ``options.privacy.require_consent``.
+        camera: A camera source to use instead of the one ``options.camera`` describes (e.g. a fake).
+        microphone: A microphone source to use instead of ``options.audio``'s.
+        face_analyzer_factory: Advanced/testing: builds the face analyzer from :class:`FaceOptions`.
+        voice_analyzer_factory: Advanced/testing: builds the voice analyzer from :class:`VoiceOptions`.
+        text_classifier_factory: Advanced/testing: builds the text classifier from :class:`TextOptions`.
+        fusion_factory: Advanced/testing: builds the fusion from :class:`FusionOptions`.
+    """
+
+    def __init__(
+        self,
+        options: PipelineOptions | None = None,
+        *,
+        on_result: Callable[[EmotionResult], None] | None = None,
+        on_change: Callable[[EmotionResult, str], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_status: Callable[[SourceStatus], None] | None = None,
+        on_sensing: Callable[[bool], None] | None = None,
+        consent: Any = None,
+        camera: CameraSource | None = None,
+        microphone: MicrophoneSource | None = None,
+        face_analyzer_factory: Callable[[FaceOptions], FaceAnalyzerLike] | None = None,
+        voice_analyzer_factory: Callable[[VoiceOptions], VoiceAnalyzerLike] | None = None,
+        text_classifier_factory: Callable[[TextOptions], TextClassifierLike] | None = None,
+        fusion_factory: Callable[[FusionOptions], FusionLike] | None = None,
+    ) -> None:
+        self.options = options or PipelineOptions()
+        if not isinstance(self.options, PipelineOptions):
+            raise ConfigError(f"options must be a PipelineOptions, got {type(self.options).__name__}")
+        self._on_result = on_result
+        self._on_change = on_change
+        self._on_error = on_error
+        self._on_status = on_status
+        self._on_sensing = on_sensing
+        self._consent = consent
+        self._camera_override = camera
+        self._mic_override = microphone
+        self._face_factory = face_analyzer_factory
+        self._voice_factory = voice_analyzer_factory
+        self._text_factory = text_classifier_factory
+        self._fusion_factory = fusion_factory
+
+        q = self.options.queues
+        self._frames: DropOldestQueue[Frame] = DropOldestQueue(q.frames, "frames")
+        self._audio: DropOldestQueue[AudioChunk] = DropOldestQueue(q.audio, "audio")
+        self._texts: DropOldestQueue[tuple[str, int]] = DropOldestQueue(q.text, "text")
+        self._events: DropOldestQueue[_Event] = DropOldestQueue(q.results, "events")
+        self._notices: DropOldestQueue[SourceStatus | BaseException] = DropOldestQueue(256, "notices")
+        self._output: DropOldestQueue[EmotionResult] = DropOldestQueue(q.results, "output")
+
+        self._state = "new"
+        self._state_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._fatal: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        self._t0 = 0.0
+        self._c = _Counters()
+        self._camera: CameraSource | None = None
+        self._mic: MicrophoneSource | None = None
+        self._face: FaceAnalyzerLike | None = None
+        self._voice: VoiceAnalyzerLike | None = None
+        self._text: TextClassifierLike | None = None
+        self._fusion: FusionLike | None = None
+        self._producers_alive = 0
+        self._producers_lock = threading.Lock()
+        self._guard: Any = None
+        self._sensing_on = False
+        self._last_labels: dict[Any, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> EmotionPipeline:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None:
+            with contextlib.suppress(Exception):
+                self.close()
+            return
+        self.close()
+
+    @property
+    def state(self) -> str:
+        """``new``, ``running``, ``finished`` (sources ended), ``failed``, or ``closed``."""
+        return self._state
+
+    def start(self) -> EmotionPipeline:
+        """Check privacy rules, load models, open sources and start the threads.
+
+        Returns:
+            ``self``, so ``with EmotionPipeline(...).start()`` and chaining work.
+
+        Raises:
+            PipelineError: started twice, or reused after close.
+            DeploymentRefusedError / ConsentRequiredError: a privacy rule refused to start.
+            ModelError, BackendError: a model cannot be loaded.
+            SourceUnavailableError: neither camera nor microphone (nor text) is usable.
+        """
+        with self._state_lock:
+            if self._state != "new":
+                raise PipelineError(f"this pipeline was already started (state {self._state!r}); create a new "
+                                    "EmotionPipeline to run again")
+            self._state = "starting"
+        try:
+            self._start()
+        except BaseException:
+            self._cleanup_after_failed_start()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from . import privacy
+
+        opts = self.options
+        privacy.check_deployment(opts.privacy)
+        privacy.check_consent(opts.privacy, self._consent)
+        # Build the models on the caller's thread so load errors raise here; each is then used by one thread.
+        if opts.face.enabled and opts.camera.enabled:
+            self._face = self._make_face()
+        if opts.voice.enabled and opts.audio.enabled:
+            self._voice = self._make_voice()
+        if opts.text.enabled:
+            self._text = self._make_text()
+        self._fusion = self._make_fusion()
+        if self._face is not None:
+            self._camera = self._camera_override or create_camera(opts.camera)
+            self._open_initial(self._camera, "camera")
+        if self._voice is not None:
+            self._mic = self._mic_override or create_microphone(opts.audio)
+            self._open_initial(self._mic, "microphone")
+        if self._camera is None and self._mic is None and self._text is None:
+            raise SourceUnavailableError("nothing to sense: no camera, no microphone and text is disabled; "
+                                         "check camera/audio options (`affectlite doctor` lists devices)")
+        if opts.privacy.offline_guard:
+            self._guard = privacy.OfflineGuard(allow_loopback=opts.privacy.allow_loopback,
+                                               on_block=lambda msg: self._notice(PrivacyError(msg)))
+            self._guard.__enter__()
+        if self._on_sensing is not None:
+            try:
+                self._on_sensing(True)
+            except Exception as e:
+                raise PrivacyError(f"on_sensing(True) raised {e!r}: refusing to sense without the indicator") from e
+            self._sensing_on = True
+        self._t0 = time.monotonic()
+        spawn: list[tuple[str, Callable[[], None]]] = [("dispatch", self._dispatch_loop)]
+        if self._camera is not None:
+            spawn += [("camera", self._camera_loop), ("face", self._face_loop)]
+        if self._mic is not None:
+            spawn += [("mic", self._mic_loop), ("voice", self._voice_loop)]
+        if self._text is not None:
+            spawn.append(("text", self._text_loop))
+        self._producers_alive = int(self._camera is not None) + int(self._mic is not None)
+        self._state = "running"
+        for name, fn in spawn:
+            t = threading.Thread(target=self._guarded(name, fn), name=f"affectlite-{name}", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+
+    def _open_initial(self, src: CameraSource | MicrophoneSource, kind: str) -> None:
+        try:
+            src.open()
+        except SourceError as e:
+            # audio-only or camera-only operation when one is missing at start
+            log.warning("%s unavailable at start, continuing without it: %s", kind, e)
+            self._notice(SourceStatus(kind, "absent", str(e), time.monotonic_ns()))
+            with contextlib.suppress(Exception):
+                src.close()
+            if kind == "camera":
+                self._camera = None
+            else:
+                self._mic = None
+
+    def _cleanup_after_failed_start(self) -> None:
+        self._stop.set()
+        for src in (self._camera, self._mic):
+            if src is not None:
+                with contextlib.suppress(Exception):
+                    src.close()
+        self._close_models()
+        if self._guard is not None:
+            with contextlib.suppress(Exception):
+                self._guard.__exit__(None, None, None)
+            self._guard = None
+        self._state = "closed"
+        self._done.set()
+
+    def stop(self) -> None:
+        """Ask every thread to stop (non-blocking; idempotent). Use :meth:`close` to wait for them."""
+        self._stop.set()
+        for q in (self._frames, self._audio, self._texts):
+            q.close(discard=True)
+        self._events.close(discard=True)
+        self._output.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the pipeline finishes (sources ended, :meth:`stop`, or a fatal error).
+
+        Ctrl-C (KeyboardInterrupt) in the waiting thread propagates to the caller; ``close()`` then stops
+        everything cleanly (the context manager does it for you).
+
+        Returns:
+            True when finished, False on timeout.
+
+        Raises:
+            Exception: the fatal error that stopped the pipeline.
+            PipelineError: the pipeline was never started.
+        """
+        if self._state == "new":
+            raise PipelineError("wait() before start(): use `with EmotionPipeline(...) as pipe:` or call start()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            # short waits keep the main thread responsive to Ctrl-C
+            self._done.wait(0.2 if remaining is None else min(0.2, remaining))
+        self._raise_fatal()
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop, join every thread, release sources and models; re-raise a fatal error.
+
+        Idempotent. Threads are joined with ``timeout`` seconds in total; a user callback that never
+        returns is reported in the log (its daemon thread cannot be killed).
+        """
+        if self._state in ("new", "closed"):
+            self._state = "closed"
+            self._raise_fatal()
+            return
+        self.stop()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                log.error("thread %s did not stop within %.1f s (a callback that never returns?)", t.name, timeout)
+        for src in (self._camera, self._mic):
+            if src is not None:
+                with contextlib.suppress(Exception):
+                    src.close()
+        self._close_models()
+        if self._guard is not None:
+            with contextlib.suppress(Exception):
+                self._guard.__exit__(None, None, None)
+            self._guard = None
+        if self._sensing_on and self._on_sensing is not None:
+            self._sensing_on = False
+            try:
+                self._on_sensing(False)
+            except Exception:
+                log.exception("on_sensing(False) raised")
+        self._state = "closed"
+        self._done.set()
+        self._raise_fatal()
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _close_models(self) -> None:
+        for m in (self._face, self._voice):
+            if m is not None:
+                with contextlib.suppress(Exception):
+                    m.close()
+
+    # ------------------------------------------------------------------ public helpers
+    def push_text(self, text: str) -> None:
+        """Hand in text (chat input, on-device speech recognition) for the text modality.
+
+        Non-blocking: the text is classified on the pipeline's text thread and never stored. When texts
+        arrive faster than they are classified, the oldest waiting ones are dropped (counted).
+
+        Raises:
+            InputError: ``text`` is not a string.
+            PipelineError: the pipeline is not running or text is disabled.
+        """
+        if not isinstance(text, str):
+            raise InputError(f"push_text expects a str, got {type(text).__name__}")
+        if self._state != "running":
+            raise PipelineError(f"push_text on a pipeline that is {self._state!r}; start it first")
+        if self._text is None:
+            raise PipelineError("text is disabled (options.text.enabled=False)")
+        self._texts.put((text, time.monotonic_ns()))
+
+    def __iter__(self) -> Iterator[EmotionResult]:
+        """Yield results on the caller's thread until the pipeline finishes (only without ``on_result``)."""
+        if self._on_result is not None:
+            raise PipelineError("iterate only over a pipeline created without on_result")
+        if self._state == "new":
+            self.start()
+        while True:
+            try:
+                r = self._output.get(timeout=0.2)
+            except Closed:
+                break
+            if r is not None:
+                yield r
+            elif self._done.is_set() and len(self._output) == 0:
+                break
+        self._raise_fatal()
+
+    def stats(self) -> PipelineStats:
+        """Snapshot of throughput, latency, drops and queue depths (cheap; any thread)."""
+        up = max(time.monotonic() - self._t0, 1e-9) if self._t0 else 0.0
+        lat = np.array(self._c.latencies, dtype=np.float64) if self._c.latencies else np.zeros(0)
+        counts = dict(self._c.counts)
+        queues: dict[str, DropOldestQueue[Any]] = {
+            "frames": self._frames, "audio": self._audio, "text": self._texts, "events": self._events,
+            "output": self._output}
+        return PipelineStats(
+            state=self._state,
+            uptime_s=up,
+            counts=counts,
+            fps={k: (v / up if up else 0.0) for k, v in counts.items()},
+            latency_ms_p50=float(np.percentile(lat, 50)) if lat.size else 0.0,
+            latency_ms_p95=float(np.percentile(lat, 95)) if lat.size else 0.0,
+            drops={k: q.dropped for k, q in queues.items()},
+            queue_depths={k: len(q) for k, q in queues.items()},
+            callback_errors=self._c.callback_errors,
+            stage_errors=self._c.stage_errors,
+            reconnects=self._c.reconnects,
+            overflows=int(getattr(self._mic, "overflows", 0) or 0),
+        )
+
+    # ------------------------------------------------------------------ factories
+    def _make_face(self) -> FaceAnalyzerLike:
+        if self._face_factory is not None:
+            return self._face_factory(self.options.face)
+        from .face import FaceAnalyzer
+
+        return FaceAnalyzer(self.options.face)
+
+    def _make_voice(self) -> VoiceAnalyzerLike:
+        if self._voice_factory is not None:
+            return self._voice_factory(self.options.voice)
+        from .voice import VoiceAnalyzer
+
+        return VoiceAnalyzer(self.options.voice)
+
+    def _make_text(self) -> TextClassifierLike:
+        if self._text_factory is not None:
+            return self._text_factory(self.options.text)
+        from .text import TextClassifier
+
+        return TextClassifier.create(self.options.text)
+
+    def _make_fusion(self) -> FusionLike:
+        if self._fusion_factory is not None:
+            return self._fusion_factory(self.options.fusion)
+        from .fusion import Fusion
+
+        return Fusion(self.options.fusion)
+
+    # ------------------------------------------------------------------ threads
+    def _guarded(self, name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                self._fail(e, name)
+        return run
+
+    def _fail(self, exc: BaseException, where: str) -> None:
+        if self._fatal is None:
+            log.error("fatal error in %s thread: %s", where, exc)
+            self._fatal = exc
+            self._state = "failed"
+        self.stop()
+        self._done.set()
+
+    def _notice(self, item: SourceStatus | BaseException) -> None:
+        self._notices.put(item)
+
+    def _producer_done(self) -> None:
+        with self._producers_lock:
+            self._producers_alive -= 1
+
+    def _reopen(self, src: CameraSource | MicrophoneSource, kind: str, err: BaseException,
+                reconnect: bool, max_backoff: float) -> bool:
+        """Reconnect with exponential backoff; False when stopping. Raises when reconnecting is off."""
+        if not reconnect:
+            raise SourceError(f"{kind} failed and reconnect is disabled: {err}") from err
+        self._c.stage_errors += 1
+        self._notice(SourceStatus(kind, "degraded", f"{err}; reconnecting", time.monotonic_ns()))
+        delay = 0.05
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                src.close()
+            if self._stop.wait(delay):
+                return False
+            try:
+                src.open()
+            except SourceError as e:
+                log.info("%s reconnect failed: %s", kind, e)
+                delay = min(delay * 2, max_backoff)
+                continue
+            self._c.reconnects += 1
+            self._notice(SourceStatus(kind, "ok", "reconnected", time.monotonic_ns()))
+            return True
+        return False
+
+    def _camera_loop(self) -> None:
+        cam = self._camera
+        assert cam is not None  # invariant: thread only started with a camera
+        opts = self.options.camera
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = cam.read()
+                except SourceError as e:
+                    if not self._reopen(cam, "camera", e, opts.reconnect, opts.max_backoff_s):
+                        break
+                    continue
+                if frame is None:
+                    self._notice(SourceStatus("camera", "ended", "end of stream", time.monotonic_ns()))
+                    break
+                self._c.counts["camera"] += 1
+                self._frames.put(frame)
+        finally:
+            self._frames.close()
+
+    def _mic_loop(self) -> None:
+        mic = self._mic
+        assert mic is not None  # invariant: thread only started with a microphone
+        opts = self.options.audio
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = mic.read()
+                except SourceError as e:
+                    if not self._reopen(mic, "microphone", e, opts.reconnect, opts.max_backoff_s):
+                        break
+                    continue
+                if chunk is None:
+                    self._notice(SourceStatus("microphone", "ended", "end of stream", time.monotonic_ns()))
+                    break
+                self._c.counts["mic"] += 1
+                self._audio.put(chunk)
+        finally:
+            self._audio.close()
+
+    def _face_loop(self) -> None:
+        face = self._face
+        assert face is not None  # invariant
+        try:
+            while True:
+                try:
+                    frame = self._frames.get()
+                except Closed:
+                    break
+                if frame is None:
+                    continue
+                try:
+                    faces = face.process(frame.image, frame.timestamp_ns)
+                except InputError as e:
+                    self._c.stage_errors += 1
+                    self._notice(e)
+                    continue
+                self._c.counts["face"] += 1
+                self._events.put(_Event("faces", faces, frame.index, frame.timestamp_ns))
+        finally:
+            self._producer_done()
+
+    def _voice_loop(self) -> None:
+        voice = self._voice
+        assert voice is not None  # invariant
+        try:
+            while True:
+                try:
+                    chunk = self._audio.get()
+                except Closed:
+                    if not self._stop.is_set():
+                        for r in voice.flush():
+                            self._emit_voice(r)
+                    break
+                if chunk is None:
+                    continue
+                try:
+                    results = voice.push(chunk.samples, chunk.timestamp_ns)
+                except InputError as e:
+                    self._c.stage_errors += 1
+                    self._notice(e)
+                    continue
+                for r in results:
+                    self._emit_voice(r)
+        finally:
+            self._producer_done()
+
+    def _emit_voice(self, r: VoiceResult) -> None:
+        self._c.counts["voice"] += 1
+        self._events.put(_Event("voice", r, -1, r.end_ns))
+
+    def _text_loop(self) -> None:
+        text = self._text
+        assert text is not None  # invariant
+        while True:
+            try:
+                item = self._texts.get(timeout=0.5)
+            except Closed:
+                break
+            if item is None:
+                continue
+            try:
+                r = text.classify(item[0], item[1])
+            except InputError as e:
+                self._c.stage_errors += 1
+                self._notice(e)
+                continue
+            self._c.counts["text"] += 1
+            self._events.put(_Event("text", r, -1, item[1]))
+
+    def _sources_finished(self) -> bool:
+        if self._camera is None and self._mic is None:
+            return False  # text-only: runs until stop()
+        with self._producers_lock:
+            return self._producers_alive <= 0
+
+    def _dispatch_loop(self) -> None:
+        fusion = self._fusion
+        assert fusion is not None  # invariant
+        try:
+            while True:
+                self._drain_notices()
+                try:
+                    ev = self._events.get(timeout=0.05)
+                except Closed:
+                    break
+                if ev is None:
+                    if self._sources_finished() and len(self._events) == 0:
+                        break
+                    continue
+                now = time.monotonic_ns()
+                if ev.kind == "faces":
+                    results = fusion.update_faces(ev.payload, ev.frame_index, ev.capture_ns, now)
+                elif ev.kind == "voice":
+                    results = fusion.update_voice(ev.payload, now)
+                else:
+                    results = fusion.update_text(ev.payload, now)
+                for r in results:
+                    self._deliver(r)
+            self._drain_notices()
+        finally:
+            self._output.close()
+            if self._fatal is None and not self._stop.is_set():
+                self._state = "finished"
+            self._done.set()
+
+    def _drain_notices(self) -> None:
+        while True:
+            try:
+                n = self._notices.get(timeout=0)
+            except Closed:
+                return
+            if n is None:
+                return
+            if isinstance(n, SourceStatus):
+                self._call(self._on_status, n)
+            else:
+                self._report(n)
+
+    def _deliver(self, r: EmotionResult) -> None:
+        lat_ms = (time.monotonic_ns() - r.capture_ns) / 1e6 if r.capture_ns else 0.0
+        self._c.latencies.append(lat_ms)
+        self._c.counts["results"] += 1
+        if self._on_result is not None:
+            self._call(self._on_result, r)
+        else:
+            self._output.put(r)
+        key = r.track_id if r.track_id is not None else "stream"
+        prev = self._last_labels.get(key)
+        if prev != r.label:
+            self._last_labels[key] = r.label
+            if prev is not None and self._on_change is not None:
+                self._call(self._on_change, r, prev)
+        if len(self._last_labels) > 256:  # forget expired tracks
+            for k in list(self._last_labels)[:-64]:
+                del self._last_labels[k]
+
+    def _call(self, cb: Callable[..., None] | None, *args: Any) -> None:
+        if cb is None:
+            return
+        try:
+            cb(*args)
+        except Exception as e:
+            self._c.callback_errors += 1
+            log.exception("callback %s raised", getattr(cb, "__name__", cb))
+            self._report(e)
+
+    def _report(self, e: BaseException) -> None:
+        if isinstance(e, AffectliteError):
+            log.warning("%s", e)
+        if self._on_error is not None:
+            try:
+                self._on_error(e)
+            except Exception:
+                log.exception("on_error raised")
