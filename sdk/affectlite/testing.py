@@ -196,7 +196,10 @@ class FakeMicrophone:
             x = to_int16_mono(np.asarray(self._gen(i)))
         else:
             x = self._data[i * self.chunk:(i + 1) * self.chunk]
-        ts = self._t0 + i * self.chunk * 1_000_000_000 // SAMPLE_RATE
+        if self.realtime:
+            ts = self._t0 + i * self.chunk * 1_000_000_000 // SAMPLE_RATE
+        else:  # as fast as possible: the chunk was "recorded" just now
+            ts = time.monotonic_ns() - len(x) * 1_000_000_000 // SAMPLE_RATE
         return AudioChunk(x, ts, i)
 
     def close(self) -> None:
