@@ -7,6 +7,7 @@ detection load lazily when a pipeline or classifier is created; TensorFlow is ne
 from __future__ import annotations
 
 from .card import ModelCard, TensorSpec, load_card, save_card
+from .classifier import EmotionClassifier
 from .errors import (
     AffectliteError,
     BackendError,
@@ -40,6 +41,7 @@ from .options import (
     TextOptions,
     VoiceOptions,
 )
+from .pipeline import EmotionPipeline, PipelineStats
 from .results import Box, EmotionResult, FaceResult, SourceStatus, TextResult, VoiceResult
 
 __version__ = "0.1.0"
@@ -58,6 +60,8 @@ __all__ = [
     "ConsentRequiredError",
     "ConversionError",
     "DeploymentRefusedError",
+    "EmotionClassifier",
+    "EmotionPipeline",
     "EmotionResult",
     "FaceOptions",
     "FaceResult",
@@ -71,6 +75,7 @@ __all__ = [
     "NetworkBlockedError",
     "PipelineError",
     "PipelineOptions",
+    "PipelineStats",
     "PrivacyError",
     "PrivacyOptions",
     "ProfileError",

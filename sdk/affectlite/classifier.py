@@ -1,0 +1,99 @@
+"""The synchronous API: one input in, one fused result out, with the same models and fusion as the pipeline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .options import PipelineOptions
+from .results import EmotionResult
+
+__all__ = ["EmotionClassifier"]
+
+
+class EmotionClassifier:
+    """Classify a still image, an audio clip and/or a text, and fuse what is given.
+
+    Thread-safe: calls are serialised by an internal lock (the interpreters are not re-entrant). For
+    parallel work, create one classifier per thread. Models load lazily, on the first call that needs them.
+
+    Args:
+        options: Pipeline options; only the ``face``, ``voice``, ``text`` and ``fusion`` sections are used.
+    """
+
+    def __init__(self, options: PipelineOptions | None = None) -> None:
+        self.options = options or PipelineOptions()
+        self._lock = threading.Lock()
+        self._face: Any = None
+        self._voice: Any = None
+        self._text: Any = None
+
+    @classmethod
+    def default(cls, options: PipelineOptions | None = None) -> EmotionClassifier:
+        """A classifier over the shipped int8 models."""
+        return cls(options)
+
+    def classify(self, image: np.ndarray | None = None, audio: np.ndarray | None = None, text: str | None = None,
+                 *, sample_rate: int = 16000) -> EmotionResult:
+        """Classify whatever is given and fuse it.
+
+        Args:
+            image: ``(H, W, 3)`` RGB uint8 photo (faces are detected) or a face crop such as a 48x48 grey image.
+            audio: Mono samples (float -1..1 or int16) at ``sample_rate``; silence gives no voice evidence.
+            text: A sentence.
+            sample_rate: Rate of ``audio``.
+
+        Returns:
+            The fused :class:`EmotionResult` (an empty result, label ``unknown``, when nothing is recognised).
+
+        Raises:
+            InputError: nothing given, or an input of the wrong type, rank, dtype or content.
+        """
+        if image is None and audio is None and text is None:
+            raise InputError("classify() needs at least one of image=, audio=, text=")
+        if text is not None and not isinstance(text, str):
+            raise InputError(f"text must be a str, got {type(text).__name__}")
+        from .fusion import fuse_once
+
+        with self._lock:
+            faces: tuple[Any, ...] = ()
+            voice = None
+            text_r = None
+            if image is not None:
+                if self._face is None:
+                    from .face import FaceAnalyzer
+
+                    self._face = FaceAnalyzer(self.options.face)
+                faces = self._face.classify_image(np.asarray(image))
+            if audio is not None:
+                if self._voice is None:
+                    from .voice import VoiceAnalyzer
+
+                    self._voice = VoiceAnalyzer(self.options.voice)
+                voice = self._voice.classify_clip(np.asarray(audio), sample_rate)
+            if text is not None:
+                if self._text is None:
+                    from .text import TextClassifier
+
+                    self._text = TextClassifier.create(self.options.text)
+                text_r = self._text.classify(text, time.monotonic_ns())
+            result: EmotionResult = fuse_once(faces=faces, voice=voice, text=text_r, options=self.options.fusion)
+            return result
+
+    def close(self) -> None:
+        """Release the models (idempotent)."""
+        with self._lock:
+            for m in (self._face, self._voice):
+                if m is not None and hasattr(m, "close"):
+                    m.close()
+            self._face = self._voice = self._text = None
+
+    def __enter__(self) -> EmotionClassifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

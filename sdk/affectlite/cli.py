@@ -1,0 +1,340 @@
+"""The ``affectlite`` command: run, doctor, classify, eval, bench (+ convert and train when the workstation
+package ``affectlite_convert`` is installed).
+
+Exit codes: 0 success, 1 failure of a check (e.g. thresholds), 2 bad input or configuration, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import AffectliteError, ConfigError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("affectlite.cli")
+
+
+def _parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. camera.fps=10), got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = _parse_value(v.strip())
+    return out
+
+
+def _options_from_args(args: argparse.Namespace) -> Any:
+    from .options import PipelineOptions
+
+    ov = _overrides(args.set or [])
+    if args.video:
+        ov.update({"camera.backend": "opencv", "camera.device": args.video, "camera.enabled": True})
+    if args.images:
+        ov.update({"camera.backend": "images", "camera.device": args.images, "camera.enabled": True})
+    if args.camera is not None:
+        ov["camera.device"] = int(args.camera) if str(args.camera).isdigit() else args.camera
+    if args.audio:
+        ov.update({"audio.backend": "file", "audio.device": args.audio, "audio.enabled": True})
+    if args.mic is not None:
+        ov["audio.device"] = int(args.mic) if str(args.mic).isdigit() else args.mic
+    files = bool(args.video or args.images or args.audio)
+    if files:
+        ov.setdefault("camera.realtime", not args.fast)
+        ov.setdefault("audio.realtime", not args.fast)
+        if not (args.video or args.images or args.camera is not None):
+            ov["camera.enabled"] = False
+        if not (args.audio or args.mic is not None):
+            ov["audio.enabled"] = False
+    if args.no_camera:
+        ov["camera.enabled"] = False
+    if args.no_audio:
+        ov["audio.enabled"] = False
+    if args.no_offline_guard:
+        ov["privacy.offline_guard"] = False
+    profile = args.profile
+    if profile == "auto" and files and not args.set:
+        # files need no device profile; use the generic defaults so a laptop run is reproducible
+        return PipelineOptions().replace(**ov)
+    return PipelineOptions.from_profile(profile, overrides=ov)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import EmotionPipeline
+    from .results import EmotionResult, SourceStatus
+
+    opts = _options_from_args(args)
+    out = sys.stdout
+    lock = threading.Lock()
+    count = {"n": 0}
+    journal = None
+    if args.journal:
+        from .journal import EventJournal
+
+        journal = EventJournal(args.journal)
+
+    def emit(obj: dict[str, Any]) -> None:
+        with lock:
+            out.write(json.dumps(obj) + "\n")
+            out.flush()
+
+    def on_result(r: EmotionResult) -> None:
+        count["n"] += 1
+        if journal is not None:
+            journal.append(r)
+        if args.pretty:
+            faces = ", ".join(f"#{f.track_id} {f.label} {f.confidence:.2f}" for f in r.faces) or "-"
+            voice = f"{r.voice.label} {r.voice.confidence:.2f}" if r.voice else "-"
+            with lock:
+                out.write(f"{r.label:>8} {r.confidence:4.2f}  valence {r.valence:+.2f} arousal {r.arousal:.2f}"
+                          f"  faces: {faces}  voice: {voice}\n")
+                out.flush()
+        else:
+            emit({"event": "result", **r.to_json_dict()})
+
+    def on_status(s: SourceStatus) -> None:
+        print(f"[{s.source}] {s.state}: {s.detail}", file=sys.stderr)
+
+    def on_error(e: BaseException) -> None:
+        print(f"error: {e}", file=sys.stderr)
+
+    consent = None
+    if args.consent:
+        from .privacy import ConsentToken
+
+        consent = ConsentToken.grant(purpose=args.consent, granted_by="cli")
+    pipe = EmotionPipeline(opts, on_result=on_result, on_status=on_status, on_error=on_error, consent=consent)
+    try:
+        with pipe:
+            pipe.wait(timeout=args.duration)
+            if not args.pretty:
+                st = pipe.stats()
+                emit({"event": "stats", "state": st.state, "counts": st.counts, "drops": st.drops,
+                      "latency_ms_p50": round(st.latency_ms_p50, 2), "latency_ms_p95": round(st.latency_ms_p95, 2)})
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    finally:
+        if journal is not None:
+            journal.close()
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .classifier import EmotionClassifier
+    from .errors import InputError
+
+    image = audio = None
+    if args.image:
+        from .cameras import read_image
+
+        image = read_image(args.image)
+    if args.audio:
+        from .audio_features import load_audio
+
+        audio = load_audio(args.audio, 16000)
+    if image is None and audio is None and args.text is None:
+        raise InputError("give at least one of --image, --audio, --text")
+    with EmotionClassifier.default() as clf:
+        r = clf.classify(image=image, audio=None if audio is None else np.asarray(audio), text=args.text)
+    print(json.dumps(r.to_json_dict(), indent=2 if args.pretty else None))
+    return 0
+
+
+def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def doctor_report() -> dict[str, Any]:
+    """Everything ``affectlite doctor`` checks, as a dict (also used by tests)."""
+    import numpy as np
+
+    from .interpreters import describe_backends
+
+    rep: dict[str, Any] = {"python": sys.version.split()[0], "numpy": np.__version__,
+                           "platform": platform.platform(), "machine": platform.machine(), "checks": []}
+    checks: list[dict[str, Any]] = rep["checks"]
+    for b in describe_backends():
+        checks.append(_check(f"interpreter:{b.name}", b.available, "installed" if b.available else b.reason))
+    try:
+        import cv2
+
+        info = cv2.getBuildInformation()
+        gst = "GStreamer:                   YES" in info or any(
+            "GStreamer" in ln and "YES" in ln for ln in info.splitlines())
+        checks.append(_check("opencv", True, f"{cv2.__version__}, GStreamer {'yes' if gst else 'no'}"))
+    except ImportError:
+        from .cameras.opencv import OPENCV_HINT
+
+        checks.append(_check("opencv", False, OPENCV_HINT))
+    if importlib.util.find_spec("picamera2") is not None:
+        checks.append(_check("picamera2", True, "importable"))
+    else:
+        from .cameras.picamera2 import PICAMERA2_HINT
+
+        checks.append(_check("picamera2", False, PICAMERA2_HINT))
+    vids = sorted(str(p) for p in Path("/dev").glob("video*"))
+    checks.append(_check("cameras", bool(vids), ", ".join(vids) if vids else
+                         "no /dev/video* devices (USB/CSI camera not connected, or not in the 'video' group)"))
+    try:
+        from .microphones import list_input_devices
+
+        devs = list_input_devices()
+        checks.append(_check("microphones", bool(devs), "; ".join(f"{d['index']}: {d['name']} "
+                                                                   f"({int(d['default_rate'])} Hz)" for d in devs)
+                             or "PortAudio sees no input device"))
+    except AffectliteError as e:
+        checks.append(_check("microphones", False, str(e)))
+    except OSError as e:
+        checks.append(_check("microphones", False, f"PortAudio error: {e}"))
+    checks.append(_check("soundfile", importlib.util.find_spec("soundfile") is not None,
+                         "FLAC/other formats" if importlib.util.find_spec("soundfile") else
+                         "not installed (WAV still works): pip install 'affectlite[files]'"))
+    models_dir = Path(__file__).parent / "models"
+    for task in ("face", "voice", "text"):
+        p = models_dir / f"{task}.tflite"
+        if not p.exists():
+            checks.append(_check(f"model:{task}", False, f"{p} missing (reinstall affectlite)"))
+            continue
+        try:
+            from .model import Model
+
+            m = Model.load(p, expected_task=task)
+            checks.append(_check(f"model:{task}", True, f"{m.card.name} {m.card.version} via {m.backend}, "
+                                 f"{p.stat().st_size // 1024} KB"))
+        except AffectliteError as e:
+            checks.append(_check(f"model:{task}", False, str(e)))
+    try:
+        from .profiles import describe_detection
+
+        rep["profile"] = describe_detection()
+        checks.append(_check("profile", True, rep["profile"]))
+    except AffectliteError as e:
+        checks.append(_check("profile", False, str(e)))
+    except ImportError as e:
+        checks.append(_check("profile", False, f"profiles unavailable: {e}"))
+    rep["tensorflow_imported"] = "tensorflow" in sys.modules
+    return rep
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    rep = doctor_report()
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    print(f"affectlite doctor - Python {rep['python']}, numpy {rep['numpy']}, {rep['machine']}")
+    for c in rep["checks"]:
+        print(f"  [{'ok' if c['ok'] else '--'}] {c['name']:<26} {c['detail']}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    mod = importlib.import_module(f"affectlite.{args.modality}")
+    fn = getattr(mod, f"eval_{args.modality}_main")
+    return int(fn(args))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return int(bench.run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``affectlite`` command."""
+    p = argparse.ArgumentParser(prog="affectlite", description="On-device emotion recognition: camera, "
+                                "microphone and text, fused locally. Nothing leaves the device.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging to stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("run", help="run the live pipeline; JSON lines of results on stdout")
+    r.add_argument("--profile", default="auto", help="device profile: auto, a name (rpi5, x86_64...) or a YAML path")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key, e.g. camera.fps=10")
+    r.add_argument("--video", help="video file (or URL) instead of the camera")
+    r.add_argument("--images", help="folder of images instead of the camera")
+    r.add_argument("--camera", help="camera index, /dev/videoN or GStreamer pipeline")
+    r.add_argument("--audio", help="WAV/FLAC file instead of the microphone")
+    r.add_argument("--mic", help="microphone index or name substring")
+    r.add_argument("--no-camera", action="store_true", help="audio (and text) only")
+    r.add_argument("--no-audio", action="store_true", help="camera (and text) only")
+    r.add_argument("--fast", action="store_true", help="read files as fast as possible instead of in real time")
+    r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--pretty", action="store_true", help="human-readable lines instead of JSON")
+    r.add_argument("--consent", metavar="PURPOSE", help="grant the consent token a profile may require")
+    r.add_argument("--journal", metavar="DB", help="also store results (labels and scores only) in SQLite")
+    r.add_argument("--no-offline-guard", action="store_true", help="do not block network connections (opt-out)")
+    r.set_defaults(func=_cmd_run)
+
+    d = sub.add_parser("doctor", help="list backends, cameras, microphones, models and the chosen profile")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_cmd_doctor)
+
+    c = sub.add_parser("classify", help="classify one image, audio clip and/or text and print the fused JSON")
+    c.add_argument("--image")
+    c.add_argument("--audio")
+    c.add_argument("--text")
+    c.add_argument("--pretty", action="store_true")
+    c.set_defaults(func=_cmd_classify)
+
+    e = sub.add_parser("eval", help="evaluate a model on a labelled dataset; prints JSON")
+    e.add_argument("modality", choices=["face", "voice", "text"])
+    e.add_argument("--data", required=True, help="folder of labelled images/audio, or a GoEmotions TSV")
+    e.add_argument("--model", default=None, help="model .tflite (default: the shipped one)")
+    e.add_argument("--limit", type=int, default=None, help="evaluate at most N samples")
+    e.set_defaults(func=_cmd_eval)
+
+    if importlib.util.find_spec("affectlite.bench") is not None:
+        from . import bench
+
+        b = sub.add_parser("bench", help="benchmark the pipeline or single stages")
+        bench.add_arguments(b)
+        b.set_defaults(func=_cmd_bench)
+
+    if importlib.util.find_spec("affectlite_convert") is not None:
+        try:
+            conv = importlib.import_module("affectlite_convert.cli")
+            conv.add_subcommands(sub)
+        except ImportError as ex:  # partially installed workstation package
+            log.debug("affectlite_convert CLI unavailable: %s", ex)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``affectlite`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return int(args.func(args))
+    except AffectliteError as e:
+        print(f"affectlite {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
