@@ -1,0 +1,549 @@
+"""Text emotion: a pure Python/numpy featuriser and the synchronous text classifier.
+
+The featuriser turns a string into a hashed TF-IDF vector. It is the ONE implementation: the workstation
+recipe (:mod:`affectlite_convert.recipes.text`) imports it to build the training matrix, and the device
+uses it at run time, so training and inference compute exactly the same features. Its full spec lives in
+the model card (``inputs[0].preprocessing``, input ``kind: "text_features"``)::
+
+    {
+      "featurizer": "hashed_tfidf", "version": 1,
+      "hash": "crc32",                   # zlib.crc32 of UTF-8 "<block>\\x1f<gram>": stable across processes
+      "unicode_normalization": "NFKC", "lowercase": true, "max_repeat": 3, "max_chars": 2000,
+      "token_pattern": "...",            # Python ``re`` pattern for word tokens
+      "blocks": [                        # each block owns its own slice of the vector, in this order
+        {"name": "word", "analyzer": "word", "ngram_range": [1, 2], "n_features": 65536, "weight": 1.0},
+        {"name": "char", "analyzer": "char_wb", "ngram_range": [2, 5], "n_features": 65536, "weight": 1.0}
+      ],
+      "sublinear_tf": true,              # tf -> 1 + ln(tf)
+      "idf_file": "text.idf.npy",        # float vector (n_features,), relative to the model's folder
+      "idf_sha256": "<hex>",             # optional integrity check of the idf file
+      "norm": "l2",                      # each block is L2-normalised, scaled by its weight, then the
+                                         # whole vector is L2-normalised again
+      "n_features": 131072
+    }
+
+Text itself is never stored in a result: :class:`~affectlite.results.TextResult` keeps only the
+probabilities and the token count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+import time
+import unicodedata
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError, ModelCardError, ModelLoadError
+from .labels import map_distribution
+from .results import TextResult, uniform_probabilities
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .options import TextOptions
+
+__all__ = [
+    "DEFAULT_TEXT_MODEL",
+    "FeatureBlock",
+    "TextClassifier",
+    "TextFeaturizer",
+    "default_text_spec",
+]
+
+#: Default word-token pattern: runs of letters/digits with inner apostrophes, or any single other
+#: non-space character (punctuation, emoji), which carries emotion ("!!", "?", ":)").
+DEFAULT_TOKEN_PATTERN = r"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]"
+
+#: The shipped text model (int8), relative to the package.
+DEFAULT_TEXT_MODEL = Path(__file__).resolve().parent / "models" / "text.tflite"
+
+_ANALYZERS = ("word", "char_wb")
+_SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """One group of hashed n-grams with its own slice of the feature vector.
+
+    Attributes:
+        name: Block name; part of every hashed key, so blocks never share a hash.
+        analyzer: ``"word"`` (word n-grams over tokens) or ``"char_wb"`` (character n-grams inside each
+            token padded with one space on each side).
+        ngram_min: Smallest n.
+        ngram_max: Largest n.
+        n_features: Size of the block's slice (number of hash buckets).
+        weight: Scale of the block after its own L2 normalisation.
+    """
+
+    name: str
+    analyzer: str
+    ngram_min: int
+    ngram_max: int
+    n_features: int
+    weight: float = 1.0
+
+
+def default_text_spec(n_word: int = 1 << 16, n_char: int = 1 << 16) -> dict[str, Any]:
+    """The featuriser spec used by the shipped model, without idf (see the module docstring)."""
+    return {
+        "featurizer": "hashed_tfidf",
+        "version": 1,
+        "hash": "crc32",
+        "unicode_normalization": "NFKC",
+        "lowercase": True,
+        "max_repeat": 3,
+        "max_chars": 2000,
+        "token_pattern": DEFAULT_TOKEN_PATTERN,
+        "blocks": [
+            {"name": "word", "analyzer": "word", "ngram_range": [1, 2], "n_features": n_word, "weight": 1.0},
+            {"name": "char", "analyzer": "char_wb", "ngram_range": [2, 5], "n_features": n_char, "weight": 1.0},
+        ],
+        "sublinear_tf": True,
+        "norm": "l2",
+        "n_features": n_word + n_char,
+    }
+
+
+def _spec_error(msg: str) -> ModelCardError:
+    return ModelCardError(f"text featuriser spec (card inputs[0].preprocessing): {msg}")
+
+
+class TextFeaturizer:
+    """Hashed word/char n-gram TF-IDF features, in pure Python + numpy.
+
+    Build it from a card spec with :meth:`from_spec`; :meth:`transform` gives dense ``float32`` rows,
+    :meth:`transform_sparse` the same data in CSR form (used by the training recipe).
+
+    Thread-safe: it holds no mutable state after construction.
+    """
+
+    def __init__(self, blocks: Sequence[FeatureBlock], *, idf: np.ndarray | None = None,
+                 token_pattern: str = DEFAULT_TOKEN_PATTERN, lowercase: bool = True,
+                 unicode_normalization: str | None = "NFKC", max_repeat: int = 3, max_chars: int = 2000,
+                 sublinear_tf: bool = True, norm: str = "l2") -> None:
+        """Create a featuriser.
+
+        Args:
+            blocks: Feature blocks, in vector order.
+            idf: Per-feature inverse document frequency (``None``: all ones, i.e. plain TF).
+            token_pattern: Python regular expression matching one word token.
+            lowercase: Lower-case the text first.
+            unicode_normalization: ``"NFKC"``, ``"NFC"``, ``"NFD"``, ``"NFKD"`` or ``None``.
+            max_repeat: Collapse runs of one character longer than this (``"soooo"`` -> ``"sooo"``); 0 off.
+            max_chars: Only the first ``max_chars`` characters are used (bounds the cost per text).
+            sublinear_tf: Use ``1 + ln(tf)`` instead of the raw count.
+            norm: ``"l2"`` or ``"none"``.
+
+        Raises:
+            ModelCardError: an inconsistent spec (unknown analyzer, bad n-gram range, idf size mismatch).
+        """
+        if not blocks:
+            raise _spec_error("'blocks' must list at least one block")
+        for b in blocks:
+            if b.analyzer not in _ANALYZERS:
+                raise _spec_error(f"block {b.name!r}: analyzer {b.analyzer!r} is not one of {_ANALYZERS}")
+            if not 1 <= b.ngram_min <= b.ngram_max <= 8:
+                raise _spec_error(f"block {b.name!r}: ngram_range [{b.ngram_min}, {b.ngram_max}] must satisfy "
+                                  "1 <= min <= max <= 8")
+            if b.n_features < 1:
+                raise _spec_error(f"block {b.name!r}: n_features must be positive, got {b.n_features}")
+            if not (math.isfinite(b.weight) and b.weight >= 0):
+                raise _spec_error(f"block {b.name!r}: weight must be a finite number >= 0, got {b.weight}")
+        if len({b.name for b in blocks}) != len(blocks):
+            raise _spec_error("block names must be distinct")
+        if unicode_normalization not in (None, "NFC", "NFKC", "NFD", "NFKD"):
+            raise _spec_error(f"unicode_normalization {unicode_normalization!r} is not NFC/NFKC/NFD/NFKD/null")
+        if norm not in ("l2", "none"):
+            raise _spec_error(f"norm {norm!r} is not 'l2' or 'none'")
+        if max_chars < 1:
+            raise _spec_error(f"max_chars must be positive, got {max_chars}")
+        try:
+            self._token_re = re.compile(token_pattern)
+        except re.error as e:
+            raise _spec_error(f"token_pattern {token_pattern!r} is not a valid regular expression: {e}") from None
+        self.blocks = tuple(blocks)
+        self.token_pattern = token_pattern
+        self.lowercase = lowercase
+        self.unicode_normalization = unicode_normalization
+        self.max_repeat = int(max_repeat)
+        self.max_chars = int(max_chars)
+        self.sublinear_tf = sublinear_tf
+        self.norm = norm
+        offsets = [0]
+        for b in self.blocks:
+            offsets.append(offsets[-1] + b.n_features)
+        self._offsets = tuple(offsets)
+        self.dim = offsets[-1]
+        if idf is not None:
+            idf = np.asarray(idf, dtype=np.float32).reshape(-1)
+            if idf.shape[0] != self.dim:
+                raise _spec_error(f"idf has {idf.shape[0]} values but the blocks add up to {self.dim} features")
+            if not np.all(np.isfinite(idf)) or np.any(idf < 0):
+                raise _spec_error("idf values must be finite and >= 0")
+        self.idf = idf
+        self._repeat_re = re.compile(r"(.)\1{" + str(self.max_repeat) + ",}") if self.max_repeat > 0 else None
+
+    # ------------------------------------------------------------------ construction from a card spec
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], base_dir: Path | None = None) -> TextFeaturizer:
+        """Build the featuriser a model card describes.
+
+        Args:
+            spec: The card's ``inputs[0].preprocessing`` (see the module docstring).
+            base_dir: Folder that ``idf_file`` is relative to (the model's folder).
+
+        Raises:
+            ModelCardError: the spec is incomplete or inconsistent, or the idf file is missing, corrupt,
+                or does not match ``idf_sha256``.
+        """
+        if not isinstance(spec, Mapping):
+            raise _spec_error(f"must be an object, got {type(spec).__name__}")
+        kind = spec.get("featurizer", "hashed_tfidf")
+        if kind != "hashed_tfidf":
+            raise _spec_error(f"featurizer {kind!r} is not supported (this affectlite knows 'hashed_tfidf')")
+        if int(spec.get("version", 1)) != 1:
+            raise _spec_error(f"version {spec.get('version')!r} is not supported (this affectlite reads 1)")
+        if spec.get("hash", "crc32") != "crc32":
+            raise _spec_error(f"hash {spec.get('hash')!r} is not supported (only 'crc32')")
+        raw_blocks = spec.get("blocks")
+        if not isinstance(raw_blocks, list) or not raw_blocks:
+            raise _spec_error("'blocks' must be a non-empty list")
+        blocks = []
+        for i, b in enumerate(raw_blocks):
+            if not isinstance(b, Mapping):
+                raise _spec_error(f"blocks[{i}] must be an object")
+            try:
+                lo, hi = (int(v) for v in b["ngram_range"])
+                blocks.append(FeatureBlock(name=str(b.get("name", f"b{i}")), analyzer=str(b["analyzer"]),
+                                           ngram_min=lo, ngram_max=hi, n_features=int(b["n_features"]),
+                                           weight=float(b.get("weight", 1.0))))
+            except (KeyError, TypeError, ValueError) as e:
+                raise _spec_error(f"blocks[{i}] needs analyzer, ngram_range [min, max] and n_features "
+                                  f"({type(e).__name__}: {e})") from None
+        idf = None
+        idf_file = spec.get("idf_file")
+        if idf_file is not None:
+            p = Path(str(idf_file))
+            if not p.is_absolute():
+                p = (base_dir or Path.cwd()) / p
+            idf = _load_idf(p, spec.get("idf_sha256"))
+        feat = cls(blocks, idf=idf,
+                   token_pattern=str(spec.get("token_pattern", DEFAULT_TOKEN_PATTERN)),
+                   lowercase=bool(spec.get("lowercase", True)),
+                   unicode_normalization=spec.get("unicode_normalization", "NFKC"),
+                   max_repeat=int(spec.get("max_repeat", 3)), max_chars=int(spec.get("max_chars", 2000)),
+                   sublinear_tf=bool(spec.get("sublinear_tf", True)), norm=str(spec.get("norm", "l2")))
+        n = spec.get("n_features")
+        if n is not None and int(n) != feat.dim:
+            raise _spec_error(f"n_features is {n} but the blocks add up to {feat.dim}")
+        return feat
+
+    def to_spec(self, idf_file: str | None = None, idf_sha256: str | None = None) -> dict[str, Any]:
+        """The JSON-ready spec of this featuriser (for a model card)."""
+        d: dict[str, Any] = {
+            "featurizer": "hashed_tfidf", "version": 1, "hash": "crc32",
+            "unicode_normalization": self.unicode_normalization, "lowercase": self.lowercase,
+            "max_repeat": self.max_repeat, "max_chars": self.max_chars, "token_pattern": self.token_pattern,
+            "blocks": [{"name": b.name, "analyzer": b.analyzer, "ngram_range": [b.ngram_min, b.ngram_max],
+                        "n_features": b.n_features, "weight": b.weight} for b in self.blocks],
+            "sublinear_tf": self.sublinear_tf, "norm": self.norm, "n_features": self.dim,
+        }
+        if idf_file is not None:
+            d["idf_file"] = idf_file
+        if idf_sha256 is not None:
+            d["idf_sha256"] = idf_sha256
+        return d
+
+    def with_idf(self, idf: np.ndarray | None) -> TextFeaturizer:
+        """A copy of this featuriser with another idf vector."""
+        return TextFeaturizer(self.blocks, idf=idf, token_pattern=self.token_pattern, lowercase=self.lowercase,
+                              unicode_normalization=self.unicode_normalization, max_repeat=self.max_repeat,
+                              max_chars=self.max_chars, sublinear_tf=self.sublinear_tf, norm=self.norm)
+
+    # ------------------------------------------------------------------ analysis
+    def normalize(self, text: str) -> str:
+        """Unicode-normalise, lower-case, truncate and collapse long character runs."""
+        t = text[: self.max_chars]
+        if self.unicode_normalization:
+            t = unicodedata.normalize(self.unicode_normalization, t)  # type: ignore[arg-type]
+        if self.lowercase:
+            t = t.lower()
+        if self._repeat_re is not None:
+            t = self._repeat_re.sub(lambda m: m.group(1) * self.max_repeat, t)
+        return t
+
+    def tokenize(self, text: str) -> list[str]:
+        """Word tokens of a text (after :meth:`normalize`)."""
+        return self._token_re.findall(self.normalize(text))
+
+    def _block_counts(self, tokens: Sequence[str], b: FeatureBlock) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        seed = zlib.crc32((b.name + _SEP).encode("utf-8"))  # crc32(prefix + gram) == crc32(gram, seed)
+        n_feat = b.n_features
+
+        def add(gram: str) -> None:
+            h = zlib.crc32(gram.encode("utf-8"), seed) % n_feat
+            counts[h] = counts.get(h, 0) + 1
+
+        if b.analyzer == "word":
+            for n in range(b.ngram_min, b.ngram_max + 1):
+                for i in range(len(tokens) - n + 1):
+                    add(" ".join(tokens[i:i + n]))
+        else:  # char_wb
+            for tok in tokens:
+                w = f" {tok} "
+                for n in range(b.ngram_min, b.ngram_max + 1):
+                    if n > len(w):
+                        break
+                    for i in range(len(w) - n + 1):
+                        add(w[i:i + n])
+        return counts
+
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Sparse features of one text.
+
+        Returns:
+            ``(indices, values, n_tokens)``: sorted int32 feature indices, their float32 values (TF-IDF,
+            normalised), and the number of word tokens. An empty or token-less text gives empty arrays.
+        """
+        tokens = self.tokenize(text)
+        idx_parts: list[np.ndarray] = []
+        val_parts: list[np.ndarray] = []
+        for off, b in zip(self._offsets, self.blocks, strict=False):
+            counts = self._block_counts(tokens, b)
+            if not counts:
+                continue
+            keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            order = np.argsort(keys)
+            keys, tf = keys[order] + off, tf[order]
+            if self.sublinear_tf:
+                tf = 1.0 + np.log(tf)
+            if self.idf is not None:
+                tf = tf * self.idf[keys].astype(np.float64)
+            if self.norm == "l2":
+                nrm = float(np.sqrt(np.dot(tf, tf)))
+                if nrm > 0:
+                    tf = tf / nrm
+            tf = tf * b.weight
+            idx_parts.append(keys)
+            val_parts.append(tf)
+        if not idx_parts:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32), len(tokens)
+        idx = np.concatenate(idx_parts)
+        val = np.concatenate(val_parts)
+        if self.norm == "l2":
+            nrm = float(np.sqrt(np.dot(val, val)))
+            if nrm > 0:
+                val = val / nrm
+        keep = val != 0
+        return idx[keep].astype(np.int32), val[keep].astype(np.float32), len(tokens)
+
+    def transform_sparse(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR form of :meth:`transform`: ``(indptr, indices, data)``; row ``i`` is
+        ``indices[indptr[i]:indptr[i+1]]`` with values ``data[...]``.
+
+        Raises:
+            InputError: an item is not a string.
+        """
+        indptr = [0]
+        idx_parts: list[np.ndarray] = []
+        val_parts: list[np.ndarray] = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text item {i} must be a str, got {type(t).__name__}")
+            idx, val, _ = self.features(t)
+            idx_parts.append(idx)
+            val_parts.append(val)
+            indptr.append(indptr[-1] + len(idx))
+        indices = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int32)
+        data = np.concatenate(val_parts) if val_parts else np.zeros(0, np.float32)
+        return np.asarray(indptr, dtype=np.int64), indices.astype(np.int32), data.astype(np.float32)
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Dense features of several texts.
+
+        Args:
+            texts: Strings (a single ``str`` is refused, to avoid featurising its characters one by one).
+
+        Returns:
+            ``float32`` array of shape ``(len(texts), dim)``.
+
+        Raises:
+            InputError: ``texts`` is a bare string, or an item is not a string.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise InputError("transform() takes a sequence of strings; wrap a single text as [text]")
+        indptr, indices, data = self.transform_sparse(texts)
+        out = np.zeros((len(indptr) - 1, self.dim), dtype=np.float32)
+        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        out[rows, indices] = data
+        return out
+
+    def document_frequency(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """Per-feature count of texts that contain the feature (for fitting idf).
+
+        Returns:
+            ``(df, n_texts)``.
+        """
+        plain = self.with_idf(None)
+        df = np.zeros(self.dim, dtype=np.int64)
+        for t in texts:
+            idx, _, _ = plain.features(t)
+            df[idx] += 1
+        return df, len(texts)
+
+
+def smooth_idf(df: np.ndarray, n_docs: int, min_df: int = 1) -> np.ndarray:
+    """Smoothed idf, ``ln((1 + n) / (1 + df)) + 1``; features seen in fewer than ``min_df`` texts get 0."""
+    idf = np.log((1.0 + n_docs) / (1.0 + np.asarray(df, dtype=np.float64))) + 1.0
+    idf[np.asarray(df) < min_df] = 0.0
+    return idf.astype(np.float32)
+
+
+def _load_idf(path: Path, sha256: Any) -> np.ndarray:
+    if not path.is_file():
+        raise ModelCardError(f"text featuriser idf file {path} not found: it must sit next to the text model "
+                             "(re-install affectlite or re-run `affectlite train text`)")
+    if isinstance(sha256, str):
+        h = hashlib.sha256(path.read_bytes()).hexdigest()
+        if h != sha256:
+            raise ModelCardError(f"text featuriser idf file {path} has sha256 {h[:12]}..., the card expects "
+                                 f"{sha256[:12]}...: the file was replaced; restore the file that came with "
+                                 "the model")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ModelCardError(f"text featuriser idf file {path} cannot be read as .npy: {e}") from None
+    return np.asarray(arr, dtype=np.float32)
+
+
+class TextClassifier:
+    """Synchronous text emotion classifier: featuriser + int8 model from one card.
+
+    Not thread-safe for concurrent :meth:`classify` calls on one instance beyond the model's internal lock
+    (calls are serialised); create one per worker thread for parallelism.
+
+    Example:
+        >>> clf = TextClassifier.create()            # doctest: +SKIP
+        >>> clf.classify("thank you so much!").label  # doctest: +SKIP
+        'happy'
+    """
+
+    def __init__(self, model: Model, featurizer: TextFeaturizer) -> None:
+        """Wrap a loaded text model and its featuriser (use :meth:`create` or :meth:`from_model`)."""
+        self.model = model
+        self.featurizer = featurizer
+        self._labels = model.card.labels
+        self._mapping = {lab: model.card.common_label(lab) for lab in self._labels}
+        self._lock = threading.Lock()
+        in_shape = model.card.inputs[0].shape
+        if in_shape[-1] != -1 and in_shape[-1] != featurizer.dim:
+            raise ModelCardError(f"{model.card.source or model.card.name}: model input has {in_shape[-1]} "
+                                 f"features but the featuriser spec produces {featurizer.dim}")
+
+    @classmethod
+    def from_model(cls, path: str | os.PathLike[str], *, backend: str = "auto",
+                   num_threads: int | None = 1) -> TextClassifier:
+        """Load a text model (``.tflite`` with its ``.card.json`` and idf file).
+
+        Raises:
+            ModelLoadError: the model file is missing or corrupt.
+            ModelCardError: the card is missing, not a text model, or its featuriser spec is broken.
+        """
+        from .model import Model
+
+        model = Model.load(path, backend=backend, num_threads=num_threads, expected_task="text")
+        spec_holder = model.card.inputs[0]
+        if spec_holder.kind != "text_features":
+            raise ModelCardError(f"{model.card.source or model.card.name}: inputs[0].kind is "
+                                 f"{spec_holder.kind!r}; a text model needs 'text_features'")
+        feat = TextFeaturizer.from_spec(spec_holder.preprocessing, base_dir=Path(path).resolve().parent)
+        return cls(model, feat)
+
+    @classmethod
+    def create(cls, options: TextOptions | None = None) -> TextClassifier:
+        """The classifier the options ask for (``model_path=None``: the shipped int8 model).
+
+        Raises:
+            ModelLoadError: the shipped model is missing (a broken install).
+        """
+        path: str | os.PathLike[str] = DEFAULT_TEXT_MODEL
+        backend, threads = "auto", 1
+        if options is not None:
+            if options.model_path is not None:
+                path = options.model_path
+            backend, threads = options.backend, options.num_threads  # type: ignore[assignment]
+        if (options is None or options.model_path is None) and not Path(path).is_file():
+            raise ModelLoadError(f"the shipped text model {path} is missing: re-install affectlite, or "
+                                 "pass TextOptions(model_path=...)")
+        return cls.from_model(path, backend=backend, num_threads=threads)
+
+    @property
+    def name(self) -> str:
+        """The model card's name."""
+        return self.model.card.name
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """Calibrated probabilities over :data:`affectlite.LABELS` for several texts.
+
+        Returns:
+            ``(probs, n_tokens)``: ``float32`` ``(n, len(LABELS))`` and the token count of each text. A text
+            without tokens gets the uniform distribution.
+
+        Raises:
+            InputError: ``texts`` is a bare string or contains a non-string.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise InputError("predict_proba() takes a sequence of strings; use classify() for one text")
+        n = len(texts)
+        out = np.tile(np.asarray(uniform_probabilities(), np.float32), (n, 1))
+        n_tokens = [0] * n
+        rows: list[np.ndarray] = []
+        which: list[int] = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text must be a str, got {type(t).__name__} (item {i}); decode bytes first")
+            idx, val, nt = self.featurizer.features(t)
+            n_tokens[i] = nt
+            if len(idx) == 0:
+                continue
+            x = np.zeros(self.featurizer.dim, np.float32)
+            x[idx] = val
+            rows.append(x)
+            which.append(i)
+        if rows:
+            with self._lock:
+                p = self.model.predict_proba(np.stack(rows))
+            for r, i in enumerate(which):
+                out[i] = map_distribution(self._labels, p[r], self._mapping)
+        return out, n_tokens
+
+    def classify(self, text: str, timestamp_ns: int = 0) -> TextResult:
+        """Classify one text.
+
+        Args:
+            text: Any string; only its first ``max_chars`` characters are used. An empty or whitespace-only
+                text (no tokens) gives a low-confidence result: uniform probabilities (label ``neutral``,
+                confidence 1/7) with ``n_tokens=0``, which fusion weights at zero.
+            timestamp_ns: When the text was produced (``time.monotonic_ns()``); 0 means now.
+
+        Raises:
+            InputError: ``text`` is not a ``str``.
+        """
+        if not isinstance(text, str):
+            raise InputError(f"text must be a str, got {type(text).__name__}; decode bytes first "
+                             "(e.g. data.decode('utf-8'))")
+        probs, n_tokens = self.predict_proba([text])
+        ts = timestamp_ns if timestamp_ns else time.monotonic_ns()
+        return TextResult(probabilities=tuple(float(v) for v in probs[0]), n_tokens=n_tokens[0], timestamp_ns=ts)
+
