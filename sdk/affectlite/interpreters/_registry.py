@@ -153,7 +153,9 @@ def create_interpreter(model_path: str | os.PathLike[str] | None = None, *, mode
     path = os.fspath(model_path) if model_path is not None else None
     if backend in _FACTORIES:
         try:
-            return _FACTORIES[backend](path, model_content, num_threads, tuple(delegates)), backend
+            interp = _FACTORIES[backend](path, model_content, num_threads, tuple(delegates))
+            interp.allocate_tensors()
+            return interp, backend
         except (BackendError, ModelLoadError):
             raise
         except Exception as e:
