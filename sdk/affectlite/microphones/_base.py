@@ -50,7 +50,7 @@ def to_int16_mono(samples: np.ndarray) -> np.ndarray:
 
     x = np.asarray(samples)
     if x.ndim == 2:
-        x = x.mean(axis=1) if x.dtype.kind == "f" else x.astype(np.int32).mean(axis=1)
+        x = x.mean(axis=1) if x.dtype.kind == "f" else np.round(x.astype(np.int64).mean(axis=1)).astype(x.dtype)
     elif x.ndim != 1:
         raise InputError(f"audio must be 1-D (samples) or 2-D (samples, channels), got shape {x.shape}")
     if x.dtype.kind == "f":
@@ -64,5 +64,6 @@ def to_int16_mono(samples: np.ndarray) -> np.ndarray:
         if info.bits > 16:
             shifted: np.ndarray = (x.astype(np.int64) >> (info.bits - 16)).astype(np.int16)
             return shifted
-        return np.clip(x, -32768, 32767).astype(np.int16)
+        clipped: np.ndarray = np.clip(x, -32768, 32767).astype(np.int16)
+        return clipped
     raise InputError(f"unsupported audio dtype {x.dtype}")
