@@ -47,6 +47,12 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     from .options import PipelineOptions
 
     ov = _overrides(args.set or [])
+    if getattr(args, "sample", False):
+        from .samples import sample_paths
+
+        video, wav = sample_paths()
+        args.video = args.video or str(video)
+        args.audio = args.audio or str(wav)
     if args.video:
         ov.update({"camera.backend": "opencv", "camera.device": args.video, "camera.enabled": True})
     if args.images:
@@ -272,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the live pipeline; JSON lines of results on stdout")
     r.add_argument("--profile", default="auto", help="device profile: auto, a name (rpi5, x86_64...) or a YAML path")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key, e.g. camera.fps=10")
+    r.add_argument("--sample", action="store_true", help="run on the shipped sample video and speech (no camera/mic)")
     r.add_argument("--video", help="video file (or URL) instead of the camera")
     r.add_argument("--images", help="folder of images instead of the camera")
     r.add_argument("--camera", help="camera index, /dev/videoN or GStreamer pipeline")
