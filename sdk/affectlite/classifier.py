@@ -57,7 +57,7 @@ class EmotionClassifier:
             raise InputError("classify() needs at least one of image=, audio=, text=")
         if text is not None and not isinstance(text, str):
             raise InputError(f"text must be a str, got {type(text).__name__}")
-        from .fusion import fuse_once
+        from .fusion import face_reliability, fuse_once, primary_face, text_reliability, voice_reliability
 
         with self._lock:
             faces: tuple[Any, ...] = ()
@@ -81,7 +81,17 @@ class EmotionClassifier:
 
                     self._text = TextClassifier.create(self.options.text)
                 text_r = self._text.classify(text, time.monotonic_ns())
-            result: EmotionResult = fuse_once(faces=faces, voice=voice, text=text_r, options=self.options.fusion)
+            face = primary_face(faces, (int(np.asarray(image).shape[1]), int(np.asarray(image).shape[0]))
+                                ) if faces and image is not None else None
+            result: EmotionResult = fuse_once(
+                face_probs=face.probabilities if face is not None else None,
+                voice_probs=voice.probabilities if voice is not None else None,
+                text_probs=text_r.probabilities if text_r is not None else None,
+                face_reliability=face_reliability(face) if face is not None else 1.0,
+                voice_reliability=voice_reliability(voice) if voice is not None else 1.0,
+                text_reliability=text_reliability(text_r) if text_r is not None else 1.0,
+                options=self.options.fusion, faces=faces, voice=voice, text=text_r,
+                track_id=face.track_id if face is not None else None, result_ns=time.monotonic_ns())
             return result
 
     def close(self) -> None:
