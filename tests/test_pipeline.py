@@ -283,3 +283,10 @@ def test_close_joins_every_thread_and_sensing_hook_brackets_the_run(no_leaked_th
     pipe.close()
     assert events[0] == ("sensing", True) and events[-1] == ("sensing", False)
     assert not [t for t in threading.enumerate() if t.name.startswith("affectlite")]
+
+
+def test_no_source_at_all_raises_at_start() -> None:
+    cam = FakeCamera.from_images(frames(2), unavailable=True)
+    mic = FakeMicrophone.silence(1.0, unavailable=True)
+    with pytest.raises(SourceError, match="no camera and no microphone could be opened"):
+        make(on_result=lambda r: None, camera=cam, microphone=mic).start()

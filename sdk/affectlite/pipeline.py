@@ -234,6 +234,7 @@ class EmotionPipeline:
         self._guard: Any = None
         self._sensing_on = False
         self._last_labels: dict[Any, str] = {}
+        self._absent: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> EmotionPipeline:
@@ -296,9 +297,12 @@ class EmotionPipeline:
         if self._voice is not None:
             self._mic = self._mic_override or create_microphone(opts.audio)
             self._open_initial(self._mic, "microphone")
+        if self._camera is None and self._mic is None and (self._face is not None or self._voice is not None):
+            why = "; ".join(self._absent) or "no source"
+            raise SourceUnavailableError(f"no camera and no microphone could be opened ({why}); check the camera/"
+                                         "audio options (`affectlite doctor` lists devices)")
         if self._camera is None and self._mic is None and self._text is None:
-            raise SourceUnavailableError("nothing to sense: no camera, no microphone and text is disabled; "
-                                         "check camera/audio options (`affectlite doctor` lists devices)")
+            raise SourceUnavailableError("nothing to sense: camera, microphone and text are all disabled")
         if opts.privacy.offline_guard:
             self._guard = privacy.OfflineGuard(allow_loopback=opts.privacy.allow_loopback,
                                                on_block=lambda msg: self._notice(PrivacyError(msg)))
@@ -331,6 +335,7 @@ class EmotionPipeline:
         except SourceError as e:
             # audio-only or camera-only operation when one is missing at start
             log.warning("%s unavailable at start, continuing without it: %s", kind, e)
+            self._absent.append(f"{kind}: {e}")
             self._notice(SourceStatus(kind, "absent", str(e), time.monotonic_ns()))
             with contextlib.suppress(Exception):
                 src.close()
