@@ -28,7 +28,10 @@ probabilities and the token count.
 
 from __future__ import annotations
 
+import argparse
+import csv
 import hashlib
+import json
 import math
 import os
 import re
@@ -44,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, ModelCardError, ModelLoadError
-from .labels import map_distribution
+from .labels import LABELS, canonical_label, map_distribution
 from .results import TextResult, uniform_probabilities
 
 if TYPE_CHECKING:
@@ -53,10 +56,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TEXT_MODEL",
+    "GOEMOTIONS_LABELS",
     "FeatureBlock",
     "TextClassifier",
     "TextFeaturizer",
+    "classification_metrics",
     "default_text_spec",
+    "eval_text_main",
+    "evaluate_text",
+    "goemotions_common_table",
+    "read_goemotions_tsv",
+    "single_label_rows",
 ]
 
 #: Default word-token pattern: runs of letters/digits with inner apostrophes, or any single other
@@ -547,3 +557,203 @@ class TextClassifier:
         ts = timestamp_ns if timestamp_ns else time.monotonic_ns()
         return TextResult(probabilities=tuple(float(v) for v in probs[0]), n_tokens=n_tokens[0], timestamp_ns=ts)
 
+
+
+# ---------------------------------------------------------------------------------------------- GoEmotions
+#: The 28 GoEmotions labels in the order of the dataset's ``emotions.txt`` (label ids 0-27).
+GOEMOTIONS_LABELS: tuple[str, ...] = (
+    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
+    "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief",
+    "joy", "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness",
+    "surprise", "neutral",
+)
+
+#: GoEmotions' Ekman grouping (the dataset's ``ekman_mapping.json``), Ekman names as in that file.
+_EKMAN: dict[str, tuple[str, ...]] = {
+    "anger": ("anger", "annoyance", "disapproval"),
+    "disgust": ("disgust",),
+    "fear": ("fear", "nervousness"),
+    "joy": ("joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism", "relief", "pride",
+            "admiration", "desire", "caring"),
+    "sadness": ("sadness", "disappointment", "embarrassment", "grief", "remorse"),
+    "surprise": ("surprise", "realization", "confusion", "curiosity"),
+}
+
+
+def goemotions_common_table(dataset_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """GoEmotions label -> common label, through the Ekman mapping (joy -> happy, anger -> angry, ...).
+
+    Args:
+        dataset_dir: A GoEmotions folder; when it holds ``emotions.txt`` and ``ekman_mapping.json`` these
+            files are used (and must cover every label), otherwise the built-in copy of the mapping.
+
+    Raises:
+        InputError: the folder's files are unreadable or do not cover every emotion.
+    """
+    names: Sequence[str] = GOEMOTIONS_LABELS
+    ekman: Mapping[str, Sequence[str]] = _EKMAN
+    if dataset_dir is not None:
+        d = Path(dataset_dir)
+        try:
+            if (d / "emotions.txt").is_file():
+                names = [ln.strip() for ln in (d / "emotions.txt").read_text(encoding="utf-8").splitlines()
+                         if ln.strip()]
+            if (d / "ekman_mapping.json").is_file():
+                ekman = json.loads((d / "ekman_mapping.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read the GoEmotions label files in {d}: {e}") from None
+    table: dict[str, str] = {}
+    for group, members in ekman.items():
+        common = canonical_label(group)
+        if common is None:
+            raise InputError(f"Ekman group {group!r} has no common label")
+        for m in members:
+            table[m] = common
+    table["neutral"] = "neutral"
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise InputError(f"the Ekman mapping does not cover {', '.join(missing)}")
+    return {n: table[n] for n in names}
+
+
+def read_goemotions_tsv(path: str | os.PathLike[str],
+                        names: Sequence[str] = GOEMOTIONS_LABELS) -> list[tuple[str, tuple[str, ...]]]:
+    """Read a GoEmotions-format TSV: ``text<TAB>label ids<TAB>comment id`` (no header).
+
+    Labels are comma-separated ids into ``names`` (``"8,20"``) or label names (``"joy"``, ``"happy"``).
+    Quoted fields (``""``) are handled by the csv reader.
+
+    Returns:
+        ``[(text, (label names...)), ...]``.
+
+    Raises:
+        InputError: the file is missing, or a row has no label column or an unknown label.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"TSV file {p} not found (expected GoEmotions format: text<TAB>label ids<TAB>id)")
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    with open(p, newline="", encoding="utf-8") as fh:
+        for lineno, rec in enumerate(csv.reader(fh, delimiter="\t"), start=1):
+            if not rec or (len(rec) == 1 and not rec[0].strip()):
+                continue
+            if len(rec) < 2:
+                raise InputError(f"{p}:{lineno}: expected text<TAB>labels, got one column")
+            labs = []
+            for tok in rec[1].split(","):
+                tok = tok.strip()
+                if tok.isdigit():
+                    i = int(tok)
+                    if not 0 <= i < len(names):
+                        raise InputError(f"{p}:{lineno}: label id {i} is outside 0..{len(names) - 1}")
+                    labs.append(names[i])
+                elif tok:
+                    labs.append(tok)
+            if not labs:
+                raise InputError(f"{p}:{lineno}: empty label column")
+            rows.append((rec[0], tuple(labs)))
+    return rows
+
+
+def single_label_rows(rows: Sequence[tuple[str, Sequence[str]]], table: Mapping[str, str] | None = None
+                      ) -> tuple[list[str], np.ndarray, int]:
+    """Keep the rows whose labels map to exactly one common label.
+
+    ``"joy,amusement"`` (both happy) is kept as happy; ``"neutral,joy"`` or ``"anger,sadness"`` are dropped.
+    Labels unknown to ``table`` go through :func:`affectlite.labels.canonical_label` (so a TSV may also use
+    the common names).
+
+    Returns:
+        ``(texts, y, n_dropped)`` with ``y`` the indices into :data:`LABELS`.
+
+    Raises:
+        InputError: a label maps to nothing.
+    """
+    tab = table if table is not None else goemotions_common_table()
+    texts: list[str] = []
+    ys: list[int] = []
+    dropped = 0
+    for text, labs in rows:
+        common = set()
+        for lab in labs:
+            c = tab.get(lab) or canonical_label(lab)
+            if c is None:
+                raise InputError(f"label {lab!r} maps to no common label ({', '.join(LABELS)})")
+            common.add(c)
+        if len(common) != 1:
+            dropped += 1
+            continue
+        texts.append(text)
+        ys.append(LABELS.index(common.pop()))
+    return texts, np.asarray(ys, dtype=np.int64), dropped
+
+
+def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[str] = LABELS) -> dict[str, Any]:
+    """Accuracy, macro-F1 (over classes present in ``y_true`` or predicted), per-class recall/F1 and the
+    confusion matrix (rows: true, columns: predicted)."""
+    yt = np.asarray(y_true, dtype=np.int64)
+    yp = np.asarray(y_pred, dtype=np.int64)
+    k = len(labels)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (yt, yp), 1)
+    f1s: dict[str, float] = {}
+    recall: dict[str, float] = {}
+    for c in range(k):
+        tp = int(cm[c, c])
+        fn = int(cm[c].sum()) - tp
+        fp = int(cm[:, c].sum()) - tp
+        if tp + fn + fp == 0:
+            continue
+        f1s[labels[c]] = 2 * tp / (2 * tp + fp + fn)
+        if tp + fn:
+            recall[labels[c]] = tp / (tp + fn)
+    n = len(yt)
+    return {
+        "n": n,
+        "accuracy": float(np.trace(cm) / n) if n else 0.0,
+        "macro_f1": float(np.mean(list(f1s.values()))) if f1s else 0.0,
+        "per_class_recall": {k_: round(v, 4) for k_, v in recall.items()},
+        "per_class_f1": {k_: round(v, 4) for k_, v in f1s.items()},
+        "labels": list(labels),
+        "confusion": cm.tolist(),
+    }
+
+
+def evaluate_text(model_path: str | os.PathLike[str] | None, tsv_path: str | os.PathLike[str], *,
+                  limit: int | None = None, batch_size: int = 64) -> dict[str, Any]:
+    """Evaluate a text model on a GoEmotions-format TSV (rows mapping to exactly one common label).
+
+    Args:
+        model_path: A text ``.tflite`` (with card and idf file), or ``None`` for the shipped model.
+        tsv_path: The TSV; ``emotions.txt``/``ekman_mapping.json`` next to it are used when present.
+        limit: Evaluate at most this many rows.
+        batch_size: Texts per interpreter call.
+
+    Returns:
+        ``{"n", "accuracy", "macro_f1", "per_class_recall", "per_class_f1", "labels", "confusion",
+        "n_skipped_multilabel", "model", "data"}``.
+    """
+    from .options import TextOptions
+
+    clf = TextClassifier.create(TextOptions(model_path=None if model_path is None else os.fspath(model_path)))
+    table = goemotions_common_table(Path(tsv_path).parent)
+    rows = read_goemotions_tsv(tsv_path, names=list(table))
+    texts, y, dropped = single_label_rows(rows, table)
+    if limit is not None:
+        texts, y = texts[:limit], y[:limit]
+    if not texts:
+        raise InputError(f"{tsv_path}: no row maps to exactly one label; nothing to evaluate")
+    preds = []
+    for i in range(0, len(texts), batch_size):
+        probs, _ = clf.predict_proba(texts[i:i + batch_size])
+        preds.append(np.argmax(probs, axis=1))
+    out = classification_metrics(y, np.concatenate(preds))
+    out.update({"n_skipped_multilabel": dropped, "model": clf.name, "data": os.fspath(tsv_path)})
+    return out
+
+
+def eval_text_main(args: argparse.Namespace) -> int:
+    """``affectlite eval text --data FILE.tsv [--model PATH] [--limit N]``: print the metrics as JSON."""
+    res = evaluate_text(getattr(args, "model", None), args.data, limit=getattr(args, "limit", None))
+    print(json.dumps(res, indent=2))
+    return 0
