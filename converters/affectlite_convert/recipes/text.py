@@ -1,0 +1,459 @@
+"""Recipe: the default text emotion model, trained on GoEmotions (train split), int8.
+
+Reproduce with::
+
+    affectlite train text --data ../shared/datasets/goemotions --out DIR
+    # or: python -m affectlite_convert.recipes.text --data ... --out DIR
+
+What it does:
+
+* **Labels.** The 27 GoEmotions emotions + neutral are mapped to the SDK's labels through the dataset's
+  Ekman mapping (joy -> happy, anger -> angry, sadness -> sad, fear, disgust, surprise; neutral stays).
+  Training keeps the rows whose labels map to exactly ONE common label (``"joy,amusement"`` is happy;
+  ``"neutral,joy"`` and ``"anger,sadness"`` are dropped: a softmax over 7 classes cannot learn "both", and
+  these rows are ambiguous by construction). Duplicate texts are kept once (dropped when their labels
+  disagree) and texts that also occur in ``dev.tsv`` are removed from training.
+* **Features.** :class:`affectlite.text.TextFeaturizer`, the code the device runs: hashed word 1-2-grams and
+  char_wb 2-5-grams (crc32, stable across processes), sublinear TF, idf fitted on the training texts
+  (stored as float16 in ``text.idf.npy`` next to the model), per-block then global L2 norm. Its full spec is
+  written into the card (``inputs[0].preprocessing``).
+* **Model.** A linear softmax layer (a Keras ``Dense`` on the sparse features), trained with Adam, L2 and
+  class weights ``(n / (k * n_c)) ** power`` (balanced for ``power=1``). Hyper-parameters were chosen on a
+  10 % hold-out of train (``--stage select``), never on dev.
+* **int8.** The dense-input twin of the trained layer goes through :func:`affectlite_convert.convert`
+  (calibration: training rows; validation: dev single-label rows), output = logits.
+* **Calibration.** The temperature is fitted (NLL, :func:`affectlite.fusion.fit_temperature`) on the int8
+  model's dev logits.
+* **Figures.** Float and int8 accuracy / macro-F1 on the dev single-label rows; the int8 figures come from
+  the runtime classifier (featuriser rebuilt from the card, idf read from the file), which doubles as a
+  training/runtime parity check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectlite._io import atomic_write_bytes, atomic_write_text, sha256_file
+from affectlite.card import card_path_for, load_card, save_card
+from affectlite.errors import ConversionError, InputError
+from affectlite.fusion import fit_temperature
+from affectlite.labels import LABELS
+from affectlite.text import (
+    TextClassifier,
+    TextFeaturizer,
+    classification_metrics,
+    default_text_spec,
+    goemotions_common_table,
+    read_goemotions_tsv,
+    single_label_rows,
+    smooth_idf,
+)
+
+log = logging.getLogger("affectlite_convert.recipes.text")
+
+__all__ = ["MODEL_NAME", "Csr", "load_splits", "main", "make_featurizer", "sparse_logits", "train_linear"]
+
+MODEL_NAME = "affectlite-text-goemotions"
+IDF_FILE = "text.idf.npy"
+MODEL_FILE = "text.tflite"
+
+#: Defaults chosen on the 10 % train hold-out (``--stage select``).
+DEFAULTS: dict[str, Any] = {
+    "n_word": 1 << 16, "n_char": 1 << 16, "min_df": 2, "epochs": 10, "batch_size": 256, "lr": 0.01,
+    "l2": 1e-6, "class_weight_power": 1.0, "seed": 0,
+}
+
+Csr = tuple[np.ndarray, np.ndarray, np.ndarray]  # (indptr, indices, data)
+
+
+# ------------------------------------------------------------------------------------------------- data
+def _dedupe(texts: Sequence[str], y: np.ndarray, exclude: set[str]) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    first: dict[str, int] = {}
+    conflict: set[str] = set()
+    for t, lab in zip(texts, y.tolist(), strict=True):
+        if t in first and first[t] != lab:
+            conflict.add(t)
+        first.setdefault(t, lab)
+    keep_t: list[str] = []
+    keep_y: list[int] = []
+    seen: set[str] = set()
+    stats = {"duplicates": 0, "conflicting_duplicates": len(conflict), "in_dev": 0}
+    for t, lab in zip(texts, y.tolist(), strict=True):
+        if t in exclude:
+            stats["in_dev"] += 1
+            continue
+        if t in conflict:
+            continue
+        if t in seen:
+            stats["duplicates"] += 1
+            continue
+        seen.add(t)
+        keep_t.append(t)
+        keep_y.append(lab)
+    return keep_t, np.asarray(keep_y, np.int64), stats
+
+
+def load_splits(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read GoEmotions train/dev and keep single-label rows (see the module docstring).
+
+    Returns:
+        ``{"train": (texts, y), "dev": (texts, y), "stats": {...}}``.
+
+    Raises:
+        InputError: the folder lacks ``train.tsv``/``dev.tsv``.
+    """
+    d = Path(data_dir)
+    for f in ("train.tsv", "dev.tsv"):
+        if not (d / f).is_file():
+            raise InputError(f"{d / f} not found: --data must be the GoEmotions folder with train.tsv and dev.tsv "
+                             "(e.g. ../shared/datasets/goemotions)")
+    table = goemotions_common_table(d)
+    names = list(table)
+    tr_rows = read_goemotions_tsv(d / "train.tsv", names)
+    dv_rows = read_goemotions_tsv(d / "dev.tsv", names)
+    tr_t, tr_y, tr_drop = single_label_rows(tr_rows, table)
+    dv_t, dv_y, dv_drop = single_label_rows(dv_rows, table)
+    tr_t, tr_y, dd = _dedupe(tr_t, tr_y, {t for t, _ in dv_rows})
+    stats = {"train_rows": len(tr_rows), "train_multilabel_dropped": tr_drop, **dd, "train_used": len(tr_t),
+             "dev_rows": len(dv_rows), "dev_multilabel_dropped": dv_drop, "dev_used": len(dv_t),
+             "train_class_counts": dict(zip(LABELS, np.bincount(tr_y, minlength=len(LABELS)).tolist(),
+                                            strict=True)),
+             "dev_class_counts": dict(zip(LABELS, np.bincount(dv_y, minlength=len(LABELS)).tolist(),
+                                          strict=True))}
+    return {"train": (tr_t, tr_y), "dev": (dv_t, dv_y), "stats": stats}
+
+
+def make_featurizer(train_texts: Sequence[str], n_word: int, n_char: int, min_df: int) -> TextFeaturizer:
+    """The default featuriser with idf fitted on ``train_texts`` (rounded to float16, as shipped)."""
+    feat = TextFeaturizer.from_spec(default_text_spec(n_word, n_char))
+    df, n = feat.document_frequency(train_texts)
+    idf = smooth_idf(df, n, min_df).astype(np.float16).astype(np.float32)
+    return feat.with_idf(idf)
+
+
+def sparse_logits(x: Csr, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``X @ W + b`` for CSR features, in numpy (float64)."""
+    indptr, indices, data = x
+    n = len(indptr) - 1
+    out = np.tile(b.astype(np.float64), (n, 1))
+    if len(indices):
+        contrib = data[:, None].astype(np.float64) * w[indices].astype(np.float64)
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        np.add.at(out, rows, contrib)
+    return out
+
+
+def _dense(x: Csr, dim: int, rows: Sequence[int] | None = None) -> np.ndarray:
+    indptr, indices, data = x
+    sel = range(len(indptr) - 1) if rows is None else rows
+    out = np.zeros((len(sel), dim), np.float32)
+    for r, i in enumerate(sel):
+        out[r, indices[indptr[i]:indptr[i + 1]]] = data[indptr[i]:indptr[i + 1]]
+    return out
+
+
+def _take(x: Csr, rows: np.ndarray) -> Csr:
+    indptr, indices, data = x
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lens = ends - starts
+    new_ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    idx = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)]) if len(rows) else \
+        np.zeros(0, np.int64)
+    return new_ptr, indices[idx], data[idx]
+
+
+# ------------------------------------------------------------------------------------------------- model
+def _tf(threads: int | None) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised
+            pass
+    return tf
+
+
+def train_linear(x: Csr, y: np.ndarray, dim: int, *, epochs: int, batch_size: int = 256, lr: float = 0.01,
+                 l2: float = 1e-6, class_weight_power: float = 1.0, seed: int = 0, threads: int | None = None,
+                 eval_sets: Sequence[tuple[str, Csr, np.ndarray]] = (),
+                 on_epoch: Any = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Train the linear softmax layer with Keras on sparse features.
+
+    Args:
+        x: CSR training features.
+        y: Class indices into :data:`LABELS`.
+        dim: Feature dimension.
+        epochs: Passes over the data.
+        batch_size: Rows per step.
+        lr: Adam learning rate.
+        l2: L2 penalty on the weights (Keras ``L2``: ``l2 * sum(w**2)``).
+        class_weight_power: Class weights ``(n / (k * n_c)) ** power`` (0: none, 1: balanced).
+        seed: Random seed (initialisation and shuffling).
+        threads: TensorFlow CPU threads.
+        eval_sets: ``(name, csr, y)`` sets scored (macro-F1) after every epoch.
+        on_epoch: Optional callback ``(epoch, W, b, scores)``.
+
+    Returns:
+        ``(W (dim, 7), b (7,), history)``.
+    """
+    tf = _tf(threads)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    k = len(LABELS)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    cw = (len(y) / (k * np.maximum(counts, 1.0))) ** class_weight_power
+    sw = cw[y].astype(np.float32)
+
+    inp = keras.Input(shape=(dim,), sparse=True, name="features")
+    dense = keras.layers.Dense(k, name="logits", kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
+                               kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(
+                                   np.log(np.maximum(counts, 1.0) / len(y)).tolist()))
+    model = keras.Model(inp, dense(inp))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    indptr, indices, data = x
+    rng = np.random.default_rng(seed)
+    n = len(y)
+
+    def batches() -> Any:
+        order = rng.permutation(n)
+        for s in range(0, n, batch_size):
+            rows = np.sort(order[s:s + batch_size])
+            ptr, idx, val = _take(x, rows)
+            r = np.repeat(np.arange(len(rows)), np.diff(ptr))
+            st = tf.SparseTensor(indices=np.stack([r, idx], axis=1).astype(np.int64), values=val,
+                                 dense_shape=[len(rows), dim])
+            yield st, y[rows].astype(np.int32), sw[rows]
+
+    spec = (tf.SparseTensorSpec(shape=[None, dim], dtype=tf.float32), tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None], tf.float32))
+    history: list[dict[str, Any]] = []
+    del indptr, indices, data
+    for ep in range(epochs):
+        t0 = time.time()
+        ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        h = model.fit(ds, epochs=1, verbose=0)
+        w, b = (np.asarray(v) for v in dense.get_weights())
+        rec: dict[str, Any] = {"epoch": ep + 1, "loss": float(h.history["loss"][-1]), "s": round(time.time() - t0, 1)}
+        for name, xe, ye in eval_sets:
+            pred = np.argmax(sparse_logits(xe, w, b), axis=1)
+            rec[f"{name}_macro_f1"] = round(classification_metrics(ye, pred)["macro_f1"], 4)
+        history.append(rec)
+        log.info("epoch %s", rec)
+        print(json.dumps(rec), flush=True)
+        if on_epoch is not None:
+            on_epoch(ep + 1, w, b, rec)
+    w, b = (np.asarray(v, np.float32) for v in dense.get_weights())
+    return w, b, history
+
+
+def _export_model(w: np.ndarray, b: np.ndarray) -> Any:
+    import keras
+
+    inp = keras.Input(shape=(w.shape[0],), name="features")
+    dense = keras.layers.Dense(w.shape[1], name="logits")
+    model = keras.Model(inp, dense(inp), name="affectlite_text")
+    dense.set_weights([w, b])
+    return model
+
+
+# ------------------------------------------------------------------------------------------------- stages
+def _featurize(feat: TextFeaturizer, texts: Sequence[str], what: str) -> Csr:
+    t0 = time.time()
+    x = feat.transform_sparse(texts)
+    log.info("featurised %d %s texts in %.1fs (%.0f nnz/text)", len(texts), what, time.time() - t0,
+             len(x[1]) / max(len(texts), 1))
+    return x
+
+
+def _select(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
+    """Hyper-parameter check on a 10 % hold-out of train (by text), never dev."""
+    texts, y = splits["train"]
+    rng = np.random.default_rng(a.seed)
+    perm = rng.permutation(len(texts))
+    n_hold = len(texts) // 10
+    hold, fit = perm[:n_hold], perm[n_hold:]
+    fit_t = [texts[i] for i in fit]
+    feat = make_featurizer(fit_t, a.n_word, a.n_char, a.min_df)
+    x_fit = _featurize(feat, fit_t, "train-fit")
+    x_hold = _featurize(feat, [texts[i] for i in hold], "hold-out")
+    _, _, hist = train_linear(x_fit, y[fit], feat.dim, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                              l2=a.l2, class_weight_power=a.class_weight_power, seed=a.seed, threads=a.threads,
+                              eval_sets=[("holdout", x_hold, y[hold])])
+    rep = {"config": _config(a), "history": hist,
+           "best_epoch": max(hist, key=lambda r: r["holdout_macro_f1"])["epoch"] if hist else None}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "select.json", json.dumps(rep, indent=2) + "\n")
+    print(json.dumps({"best_epoch": rep["best_epoch"],
+                      "best_holdout_macro_f1": max((r["holdout_macro_f1"] for r in hist), default=None)}))
+    return 0
+
+
+def _config(a: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(a, k) for k in DEFAULTS}
+
+
+def _final(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
+    from affectlite_convert import convert
+
+    tr_t, tr_y = splits["train"]
+    dv_t, dv_y = splits["dev"]
+    out.mkdir(parents=True, exist_ok=True)
+    feat = make_featurizer(tr_t, a.n_word, a.n_char, a.min_df)
+    assert feat.idf is not None
+    idf_path = out / IDF_FILE
+    buf = _npy_bytes(feat.idf.astype(np.float16))
+    atomic_write_bytes(idf_path, buf)
+    spec = feat.to_spec(idf_file=IDF_FILE, idf_sha256=sha256_file(idf_path))
+    # the spec as written must rebuild exactly the training featuriser
+    rebuilt = TextFeaturizer.from_spec(spec, base_dir=out)
+    probe = tr_t[:200] + dv_t[:200]
+    if not np.array_equal(rebuilt.transform(probe), feat.transform(probe)):
+        raise ConversionError("the featuriser rebuilt from the card spec differs from the training featuriser")
+
+    x_tr = _featurize(feat, tr_t, "train")
+    x_dv = _featurize(feat, dv_t, "dev")
+    w, b, hist = train_linear(x_tr, tr_y, feat.dim, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, l2=a.l2,
+                              class_weight_power=a.class_weight_power, seed=a.seed, threads=a.threads,
+                              eval_sets=[("dev", x_dv, dv_y)])
+    np.savez_compressed(out / "text_float_weights.npz", w=w, b=b)
+    float_logits = sparse_logits(x_dv, w, b)
+    float_m = classification_metrics(dv_y, np.argmax(float_logits, axis=1))
+    float_t = fit_temperature(float_logits, dv_y, kind="logits")
+    log.info("float dev: acc %.4f macro-F1 %.4f (T=%.3f)", float_m["accuracy"], float_m["macro_f1"], float_t)
+
+    model = _export_model(w, b)
+    rng = np.random.default_rng(a.seed)
+    calib_rows = np.sort(rng.choice(len(tr_t), size=min(a.calibration_samples, len(tr_t)), replace=False))
+    x_cal = _dense(x_tr, feat.dim, calib_rows.tolist())
+    n_val = len(dv_t) if a.validation_limit is None else min(a.validation_limit, len(dv_t))
+    x_val = _dense(x_dv, feat.dim, list(range(n_val)))
+    split = "GoEmotions dev.tsv, rows whose labels map to exactly one common label (Ekman + neutral)"
+    card = {
+        "name": MODEL_NAME, "version": "1.0.0", "task": "text", "labels": list(LABELS), "label_mapping": {},
+        "inputs": [{"name": "features", "kind": "text_features", "preprocessing": spec}],
+        "outputs": [{"name": "logits", "kind": "logits"}],
+        "calibration": {"temperature": 1.0},
+        "training": {
+            "data": "GoEmotions train.tsv (Demszky et al., ACL 2020; Google Research): Reddit comments, 27 "
+                    "emotions + neutral mapped to the common labels through the Ekman mapping",
+            "terms": "Apache License 2.0 (dataset); texts are Reddit comments (names masked as [NAME]) and "
+                     "contain offensive language",
+            "split": "train.tsv for training (rows mapping to exactly one common label, deduplicated, texts "
+                     "also in dev removed); hyper-parameters chosen on a 10% hold-out of train; figures on " + split,
+            "recipe": "affectlite_convert.recipes.text",
+            "config": _config(a), "data_stats": splits["stats"], "history": hist,
+        },
+        "metrics": {"split": split},
+        "limitations": [
+            "English only; trained on Reddit comments: informal, US-centric, young and male-skewed authors.",
+            "Classifies the emotion a text expresses on its surface (bag of hashed word/char n-grams): it misses "
+            "sarcasm, negation over long spans and context from earlier turns.",
+            "Rare classes are weak: fear and disgust have a few hundred training rows each; surprise is "
+            "largely questions/confusion (the Ekman mapping puts curiosity and confusion under surprise).",
+            "Multi-label comments (e.g. neutral + an emotion) were excluded from training and evaluation.",
+            "The temperature was fitted on the same dev rows the figures are reported on (argmax metrics are "
+            "unaffected; calibration error on dev is optimistic).",
+            "Offensive or identity-related words can shift predictions towards anger/disgust.",
+        ],
+    }
+    tflite = out / MODEL_FILE
+    res = convert(model, tflite, x_cal, card, validation=(x_val, dv_y[:n_val]), validation_split=split,
+                  report_dir=out / "report", latency_threads=[1], progress=False)
+    del x_cal, x_val
+    # int8 figures through the runtime classifier: featuriser rebuilt from the card, idf read from file
+    clf = TextClassifier.from_model(tflite, backend="auto", num_threads=a.threads or 1)
+    q_logits = _runtime_logits(clf, dv_t)
+    int8_m = classification_metrics(dv_y, np.argmax(q_logits, axis=1))
+    temp = fit_temperature(q_logits, dv_y, kind="logits")
+    metrics = dict(res.card.metrics)
+    metrics["float"] = {**float_m, "temperature_if_float": round(float_t, 4)}
+    metrics["int8"] = {**int8_m, "agreement_with_float": round(float(np.mean(
+        np.argmax(q_logits, 1) == np.argmax(float_logits, 1))), 6),
+        "converter_check": res.card.metrics.get("int8")}
+    metrics["featurizer_parity"] = "runtime TextClassifier (spec + idf from the card) re-featurised dev"
+    final = res.card.with_updates(calibration={"temperature": round(temp, 4), "method": "NLL on int8 dev logits",
+                                               "split": split}, metrics=metrics)
+    save_card(final, card_path_for(tflite))
+    load_card(card_path_for(tflite))  # validates
+    summary = {"float": {k: float_m[k] for k in ("n", "accuracy", "macro_f1")},
+               "int8": {k: int8_m[k] for k in ("n", "accuracy", "macro_f1")},
+               "temperature": temp, "model_bytes": tflite.stat().st_size,
+               "idf_bytes": idf_path.stat().st_size, "converter_passed": res.passed,
+               "converter_failures": res.failures}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0 if res.passed else 3
+
+
+def _runtime_logits(clf: TextClassifier, texts: Sequence[str], batch: int = 64) -> np.ndarray:
+    """Raw (uncalibrated) logits of the int8 model, featurised exactly as at runtime."""
+    outs = []
+    for i in range(0, len(texts), batch):
+        chunk = texts[i:i + batch]
+        x = clf.featurizer.transform(chunk)
+        outs.append(clf.model.run(x)[0].astype(np.float64))
+    return np.concatenate(outs)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    bio = io.BytesIO()
+    np.save(bio, arr, allow_pickle=False)
+    return bio.getvalue()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``affectlite train text`` argument parser."""
+    p = argparse.ArgumentParser(prog="affectlite train text", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="GoEmotions folder with train.tsv, dev.tsv (+ emotions.txt, "
+                                                 "ekman_mapping.json)")
+    p.add_argument("--out", required=True, help="output folder: text.tflite, text.card.json, text.idf.npy, report")
+    p.add_argument("--stage", choices=["final", "select"], default="final",
+                   help="final: train on train, convert, evaluate on dev; select: hold-out check of the settings")
+    p.add_argument("--n-word", type=int, default=DEFAULTS["n_word"], help="hash buckets for word 1-2-grams")
+    p.add_argument("--n-char", type=int, default=DEFAULTS["n_char"], help="hash buckets for char 2-5-grams")
+    p.add_argument("--min-df", type=int, default=DEFAULTS["min_df"], help="buckets in fewer texts get idf 0")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--l2", type=float, default=DEFAULTS["l2"])
+    p.add_argument("--class-weight-power", type=float, default=DEFAULTS["class_weight_power"])
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
+    p.add_argument("--calibration-samples", type=int, default=400)
+    p.add_argument("--validation-limit", type=int, default=None, help="dev rows given to the converter's "
+                   "float-vs-int8 check (all by default; the int8 figures always use all dev rows)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``affectlite train text``; returns the exit status."""
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    splits = load_splits(a.data)
+    log.info("data: %s", json.dumps(splits["stats"]))
+    out = Path(a.out)
+    if a.stage == "select":
+        return _select(a, splits, out)
+    return _final(a, splits, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
