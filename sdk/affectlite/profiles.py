@@ -1233,6 +1233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("key")
         p.add_argument("--profile", default="auto")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+        p.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     v = sub.add_parser("validate", help="validate profile files or names")
     v.add_argument("profiles", nargs="+")
     args = ap.parse_args(argv)
@@ -1251,12 +1252,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             prof = load_profile(args.profile, parse_overrides(args.set), root=args.root)
             if args.cmd == "show":
-                sys.stdout.write(prof.to_yaml())
+                text = prof.to_yaml()
             elif args.cmd == "env":
-                sys.stdout.write(prof.env_file())
+                text = prof.env_file()
             else:
                 val = prof.get(args.key)
-                print(yaml.safe_dump(val).strip().removesuffix("...").strip() if not isinstance(val, str) else val)
+                text = (val if isinstance(val, str) else yaml.safe_dump(val).strip().removesuffix("...").strip()) + "\n"
+            if args.output:
+                from ._io import atomic_write_text
+
+                try:
+                    atomic_write_text(args.output, text)
+                except OSError as e:
+                    print(f"error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+                    return 2
+            else:
+                sys.stdout.write(text)
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

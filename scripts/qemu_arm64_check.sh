@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Proof on an x86-64 machine that affectlite installs and computes the same results on 64-bit ARM:
+# a Debian Bookworm arm64 root under qemu-user (debootstrap + qemu-user-static through binfmt_misc,
+# /sys mounted, an ARM /proc/cpuinfo of a Raspberry Pi 5 bound over the x86 one) gets the real
+# Raspberry Pi install (firmware_configs/raspberrypi/install.sh: apt OpenCV/PyAudio, a
+# --system-site-packages venv, pip aarch64 wheels of ai-edge-litert etc.). An amd64 root gets the same
+# install natively. Both run scripts/model_probe.py on the same int8 models and sample media, and the
+# results are compared within tolerance (raw int8 outputs within --lsb steps, probabilities within --tol).
+#
+#   sudo scripts/qemu_arm64_check.sh [--models DIR] [--media DIR] [--tol 0.03] [--lsb 2]
+#                                    [--work DIR] [--reuse] [--keep]
+#
+#   --models DIR   folder with *.tflite (+ .card.json); default sdk/affectlite/models
+#   --media DIR    images/videos/audio/.txt to classify end to end (optional; without it only the raw
+#                  model outputs are compared)
+#   --reuse        keep the installed roots from an earlier run (re-runs install.sh, which is idempotent)
+#   --keep         do not delete the roots at the end
+#
+# Needs root, debootstrap, qemu-user-static and network (Debian mirror, PyPI). Cold: ~15-25 minutes on 2
+# cores (most of it dpkg and pip under emulation); with --reuse a few minutes. Writes
+# WORK/qemu_arm64_check.json and prints "QEMU ARM64 CHECK: PASS" or exits non-zero.
+set -euo pipefail
+
+CHECK_NAME=qemu-arm64
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib_chroot.sh
+. "$REPO/scripts/lib_chroot.sh"
+
+MODELS=$REPO/sdk/affectlite/models
+MEDIA=
+TOL=0.03
+LSB=2
+WORK=${AFFECTLITE_CHECK_WORK:-/var/tmp/affectlite-checks}
+MIRROR=http://deb.debian.org/debian
+SUITE=bookworm
+REUSE=0
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --models) MODELS=$(readlink -f -- "$2"); shift 2 ;;
+        --media) MEDIA=$(readlink -f -- "$2"); shift 2 ;;
+        --tol) TOL=$2; shift 2 ;;
+        --lsb) LSB=$2; shift 2 ;;
+        --work) WORK=$2; shift 2 ;;
+        --mirror) MIRROR=$2; shift 2 ;;
+        --reuse) REUSE=1; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) fail "unknown option $1" ;;
+    esac
+done
+
+need_root
+need_cmd debootstrap chroot mount umount python3
+compgen -G "$MODELS/*.tflite" >/dev/null || { say "no *.tflite models in $MODELS yet: nothing to compare"; exit 3; }
+if [ -n "$MEDIA" ] && [ ! -d "$MEDIA" ]; then fail "--media $MEDIA is not a folder"; fi
+ensure_binfmt_aarch64
+mkdir -p "$WORK"
+START=$(date +%s)
+
+cleanup() {
+    chroot_umount_all
+    if [ "$KEEP" -eq 0 ] && [ "$REUSE" -eq 0 ]; then
+        safe_rm_root "$WORK/root-qemu-amd64"
+        safe_rm_root "$WORK/root-qemu-arm64"
+    fi
+}
+trap cleanup EXIT
+
+# /proc/cpuinfo of a Raspberry Pi 5 (4 x Cortex-A76): the SDK's detection and XNNPACK read it.
+FAKE_CPUINFO=$WORK/cpuinfo-rpi5
+: > "$FAKE_CPUINFO"
+for i in 0 1 2 3; do
+    cat >> "$FAKE_CPUINFO" <<EOF
+processor	: $i
+BogoMIPS	: 108.00
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x4
+CPU part	: 0xd0b
+CPU revision	: 1
+
+EOF
+done
+cat >> "$FAKE_CPUINFO" <<'EOF'
+Revision	: d04170
+Serial		: 0000000000000000
+Model		: Raspberry Pi 5 Model B Rev 1.0
+EOF
+
+say "building the affectlite wheel"
+DIST=$WORK/dist
+WHEEL=$(build_wheel "$REPO" "$DIST")
+
+declare -A SECONDS_FOR
+for ARCH in amd64 arm64; do
+    T0=$(date +%s)
+    BASE=$WORK/base-$SUITE-$ARCH
+    ROOT=$WORK/root-qemu-$ARCH
+    make_base "$BASE" "$ARCH" "$SUITE" "ca-certificates,systemd,passwd,procps" "$MIRROR"
+    if [ "$REUSE" -eq 1 ] && [ -f "$ROOT/.installed" ]; then
+        say "reusing $ROOT"
+    else
+        copy_base "$BASE" "$ROOT"
+    fi
+    chroot_mount proc proc "$ROOT/proc"
+    if [ "$ARCH" = arm64 ]; then
+        chroot_mount sysfs sysfs "$ROOT/sys"
+        chroot_mount bind "$FAKE_CPUINFO" "$ROOT/proc/cpuinfo"
+    fi
+    SRC=$ROOT/opt/affectlite-src
+    rm -rf "$SRC"
+    mkdir -p "$SRC/dist" "$SRC/models" "$SRC/media"
+    cp "$WHEEL" "$SRC/dist/"
+    cp -r "$REPO/firmware_configs" "$SRC/"
+    cp "$REPO/scripts/model_probe.py" "$SRC/"
+    cp "$MODELS"/*.tflite "$SRC/models/"
+    cp "$MODELS"/*.json "$SRC/models/" 2>/dev/null || true
+    [ -n "$MEDIA" ] && cp -r "$MEDIA"/. "$SRC/media/"
+    in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+
+    say "[$ARCH] uname -m in the root: $(in_root uname -m)"
+    say "[$ARCH] install.sh (apt + venv + pip; under emulation for arm64)"
+    in_root bash /opt/affectlite-src/firmware_configs/raspberrypi/install.sh \
+        --source "/opt/affectlite-src/dist/$(basename -- "$WHEEL")" --no-start > "$WORK/qemu-install-$ARCH.log" 2>&1 \
+        || { tail -n 40 "$WORK/qemu-install-$ARCH.log" >&2; fail "[$ARCH] install.sh failed (log: $WORK/qemu-install-$ARCH.log)"; }
+    touch "$ROOT/.installed"
+    in_root /opt/affectlite/venv/bin/python -m affectlite.profiles detect > "$WORK/qemu-detect-$ARCH.txt" 2>&1 || true
+    sed "s/^/[$CHECK_NAME] [$ARCH]   /" "$WORK/qemu-detect-$ARCH.txt" | head -n 6
+
+    say "[$ARCH] model probe"
+    media_arg=()
+    [ -n "$MEDIA" ] && media_arg=(--media /opt/affectlite-src/media)
+    in_root /opt/affectlite/venv/bin/python /opt/affectlite-src/model_probe.py run \
+        --models /opt/affectlite-src/models "${media_arg[@]}" --out /opt/affectlite-src/probe.json \
+        > "$WORK/qemu-probe-$ARCH.log" 2>&1 \
+        || { tail -n 30 "$WORK/qemu-probe-$ARCH.log" >&2; fail "[$ARCH] model probe failed"; }
+    cat "$WORK/qemu-probe-$ARCH.log"
+    cp "$SRC/probe.json" "$WORK/probe-$ARCH.json"
+    chroot_umount_all
+    SECONDS_FOR[$ARCH]=$(( $(date +%s) - T0 ))
+done
+
+if [ "$ARCH" = arm64 ] && ! grep -q "rpi5" "$WORK/qemu-detect-arm64.txt"; then
+    fail "auto-detection in the arm64 root did not pick rpi5 from the Raspberry Pi 5 cpuinfo"
+fi
+
+say "comparing amd64 and arm64"
+python3 "$REPO/scripts/model_probe.py" compare "$WORK/probe-amd64.json" "$WORK/probe-arm64.json" \
+    --tol "$TOL" --lsb "$LSB" --out "$WORK/qemu_arm64_compare.json" > /dev/null && MATCH=1 || MATCH=0
+python3 - "$WORK/qemu_arm64_compare.json" "$WORK/qemu_arm64_check.json" "${SECONDS_FOR[amd64]}" \
+    "${SECONDS_FOR[arm64]}" "$(( $(date +%s) - START ))" <<'PY'
+import json, sys, time
+cmp_path, out, t_amd, t_arm, total = sys.argv[1:]
+c = json.load(open(cmp_path))
+c.update({"check": "qemu_arm64", "result": "pass" if c["match"] else "fail", "seconds_amd64": int(t_amd),
+          "seconds_arm64": int(t_arm), "total_seconds": int(total),
+          "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+json.dump(c, open(out, "w"), indent=1)
+print(json.dumps({k: c[k] for k in ("result", "models", "media", "worst_raw_steps", "worst_probability_diff",
+                                    "seconds_amd64", "seconds_arm64")}))
+for p in c["problems"][:20]:
+    print("  problem:", p)
+PY
+if [ "$MATCH" -eq 1 ]; then
+    say "QEMU ARM64 CHECK: PASS ($(( $(date +%s) - START )) s) - $WORK/qemu_arm64_check.json"
+else
+    fail "amd64 and arm64 results differ beyond tolerance (see $WORK/qemu_arm64_check.json)"
+fi
