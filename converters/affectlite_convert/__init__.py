@@ -211,6 +211,9 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
                                limit=max_calibration_samples, base_dir=out.parent, what="calibration",
                                progress=progress)
         warnings += calib.warnings
+        for note in _q.adapt_layout(src, calib.arrays):
+            if note not in src.notes:
+                src.notes.append(note)
         if calib.count > max_calibration_samples:
             calib.arrays = {k: v[:max_calibration_samples] for k, v in calib.arrays.items()}
             calib.labels = calib.labels[:max_calibration_samples] if calib.labels is not None else None
@@ -291,6 +294,7 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
                 vset = _cal.load_data(vdata, src.inputs, card_inputs, labels, mapping, labels=vlabels,
                                       base_dir=out.parent, what="validation", progress=progress)
                 warnings += vset.warnings
+                _q.adapt_layout(src, vset.arrays)
                 on_calib = False
                 vshapes = _q.check_shapes(src, vset.arrays)
                 if vshapes != shapes:
@@ -382,7 +386,7 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
     if report_dir is not None:
         from .report import write_report
 
-        paths = write_report(report, report_dir, out.stem)
+        paths = write_report(report, Path(report_dir), out.stem)
     return ConversionResult(model_path=out, card_path=cpath, card=final, report=report,
                             float_ops=ops["float_ops"], passed=not failures, failures=failures, warnings=warnings,
                             report_paths=paths)

@@ -276,7 +276,7 @@ def _from_path(p: Path, inputs: Sequence[InputInfo], card_inputs: Sequence[Mappi
             x = np.asarray(featurizer.from_spec(pre, base_dir=base_dir).transform(texts), dtype=np.float32)
         except Exception as e:
             raise CalibrationError(f"text featuriser failed on {p} with the card's preprocessing spec: {e}") from e
-        arrays = {info.name: _cast(_fit_shape(x[0], info, str(p))[None] if x.shape[0] == 1 else x, info)}
+        arrays = {info.name: _cast(np.stack([_fit_shape(row, info, str(p)) for row in x]), info)}
         lab = None
         warnings: list[str] = []
         if text_labels is not None:

@@ -105,9 +105,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise CalibrationError(f"{path} is not a readable image")
-    if img.dtype != np.uint8:
-        img = (img / (np.iinfo(img.dtype).max / 255.0)).astype(np.uint8) if img.dtype.kind == "u" else \
-            np.clip(img, 0, 255).astype(np.uint8)
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return np.ascontiguousarray(img[:, :, None])
     if img.shape[2] == 4:

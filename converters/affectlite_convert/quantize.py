@@ -156,9 +156,10 @@ def load_source(model: Any, *, onnx_env: str | os.PathLike[str] | None = None,
     if suffix == ".onnx":
         from .onnx_import import onnx_to_saved_model
 
-        out = onnx_to_saved_model(p, (workdir or Path(tempfile.mkdtemp(prefix="affectlite-onnx-"))) / "onnx_sm",
-                                  env=onnx_env)
+        out, version = onnx_to_saved_model(
+            p, (workdir or Path(tempfile.mkdtemp(prefix="affectlite-onnx-"))) / "onnx_sm", env=onnx_env)
         src = _load_saved_model(out, "onnx")
+        src.tools["onnx2tf"] = version
         src.path = p
         src.source_bytes = p.stat().st_size
         return src
@@ -354,7 +355,7 @@ def convert_float(saved_model_dir: Path) -> bytes:
         raise ConversionError(f"TFLite cannot convert this model even in float: {_short(e)}") from e
 
 
-def convert_int8(saved_model_dir: Path, representative: Sequence[Mapping[str, np.ndarray]], *,
+def convert_int8(saved_model_dir: Path, representative: Sequence[dict[str, np.ndarray]], *,
                  io_dtype: str = "int8", per_channel: bool = True,
                  allow_float_ops: bool = True, float_content: bytes | None = None) -> ConvertedModel:
     """Full-integer conversion with a representative dataset.
@@ -524,3 +525,25 @@ def check_shapes(src: LoadedSource, arrays: Mapping[str, np.ndarray]) -> dict[st
                              "sequence length) matches the model")
         shapes[info.name] = got
     return shapes
+
+
+def adapt_layout(src: LoadedSource, arrays: dict[str, np.ndarray]) -> list[str]:
+    """For ONNX sources, transpose NCHW arrays to the NHWC layout onnx2tf gives image inputs (in place).
+
+    Returns:
+        A note per transposed input (empty when nothing changed).
+    """
+    notes: list[str] = []
+    if src.kind != "onnx":
+        return notes
+    for info in src.inputs:
+        a = arrays.get(info.name)
+        if a is None or a.ndim != 4 or len(info.shape) != 3:
+            continue
+        fits = all(w is None or w == g for w, g in zip(info.shape, a.shape[1:], strict=True))
+        nhwc = (a.shape[2], a.shape[3], a.shape[1])
+        if not fits and all(w is None or w == g for w, g in zip(info.shape, nhwc, strict=True)):
+            arrays[info.name] = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+            notes.append(f"input {info.name!r}: NCHW data transposed to NHWC, the layout onnx2tf gives the "
+                         "converted model (feed NHWC to the .tflite)")
+    return notes

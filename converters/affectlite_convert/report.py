@@ -57,9 +57,9 @@ def confusion_png(cm: Sequence[Sequence[int]], labels: Sequence[str], title: str
                     cv2.LINE_AA)
         cv2.putText(img, labels[i][:7], (left + i * cell + 2, top - 8), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
         for j in range(n):
-            colour = (255, 255, 255) if frac[i, j] > 0.6 else (0, 0, 0)
+            ink = (255, 255, 255) if frac[i, j] > 0.6 else (0, 0, 0)
             cv2.putText(img, str(int(m[i, j])), (left + j * cell + 6, top + i * cell + cell // 2 + 4), font, 0.45,
-                        colour, 1, cv2.LINE_AA)
+                        ink, 1, cv2.LINE_AA)
     return _png(img)
 
 
