@@ -35,7 +35,7 @@ setup(
         "affectlite.detectors", "affectlite.models",
         "affectlite_convert", "affectlite_convert.recipes",
     ],
-    package_data={"affectlite": ["py.typed", "models/*.tflite", "models/*.json", "profiles/*.yaml", "data/*"],
+    package_data={"affectlite": ["py.typed", "models/*.tflite", "models/*.json", "models/*.npy", "profiles/*.yaml", "data/*"],
                   "affectlite_convert": ["py.typed", "templates/*"]},
     include_package_data=True,
     install_requires=["numpy>=1.24,<3", "PyYAML>=6"],
