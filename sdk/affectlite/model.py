@@ -97,8 +97,11 @@ class Model:
             raise ModelCardError(f"{c.source or c.name}: this is a {c.task!r} model, expected a "
                                  f"{expected_task!r} model for {p}")
         interp, used = create_interpreter(p, backend=backend, num_threads=num_threads, delegates=delegates)
-        problems = c.check_against(interp.get_input_details(), interp.get_output_details(),
-                                   p if check_hash else None)
+        try:
+            in_det, out_det = interp.get_input_details(), interp.get_output_details()
+        except Exception as e:  # e.g. UnicodeDecodeError on a corrupted tensor name
+            raise ModelLoadError(f"model file {p} is corrupt: its tensor details cannot be read ({e!r})") from e
+        problems = c.check_against(in_det, out_det, p if check_hash else None)
         if problems:
             raise ModelCardError("model card does not match the model:\n  - " + "\n  - ".join(problems))
         return cls(interp, c, p, used)
