@@ -296,24 +296,23 @@ def _label_conf(probs: np.ndarray, threshold: float) -> tuple[str, float]:
 
 # ---------------------------------------------------------------------------------------------- learned head
 def head_features(probs: Mapping[str, np.ndarray | None], weights: Mapping[str, float]) -> np.ndarray:
-    """Input vector of the learned fusion head: ``[p_face(7), p_voice(7), p_text(7), ŵ_face, ŵ_voice, ŵ_text]``.
+    """Input vector of the learned fusion head (length ``3 * len(LABELS) + 3``, ``float32``).
 
-    A missing modality (``None`` or weight 0) contributes zeros; ``ŵ`` are the weights normalised to sum 1
-    over the modalities present. The training recipe (:mod:`affectlite_convert.recipes.fusion`) builds its
-    pseudo-pairs with this same function.
-
-    Returns:
-        ``float32`` vector of length ``3 * len(LABELS) + 3``.
+    ``[l_face(7), l_voice(7), l_text(7), ŵ_face, ŵ_voice, ŵ_text]`` with ``l_m = ln(max(p_m, 1e-4)) / ln(1e4)``
+    (log-probabilities scaled to [-1, 0], so a linear layer can express a product of experts) and ``ŵ`` the
+    weights normalised to sum 1 over the modalities present. A missing modality (``None`` or weight 0) gives
+    zeros. The training recipe (:mod:`affectlite_convert.recipes.fusion`) builds its pseudo-pairs with this
+    same function.
     """
     present = {m: float(weights.get(m, 0.0)) for m in MODALITIES
                if probs.get(m) is not None and weights.get(m, 0.0) > 0}
     total = sum(present.values())
     out = np.zeros(3 * _N + 3, dtype=np.float32)
+    scale = -math.log(_EPS)
     for i, m in enumerate(MODALITIES):
-        if m in present and total > 0:
-            p = probs[m]
-            assert p is not None
-            out[i * _N:(i + 1) * _N] = p
+        p = probs.get(m)
+        if m in present and total > 0 and p is not None:
+            out[i * _N:(i + 1) * _N] = np.log(np.clip(np.asarray(p, np.float64), _EPS, 1.0)) / scale
             out[3 * _N + i] = present[m] / total
     return out
 
