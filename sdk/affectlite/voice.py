@@ -1,0 +1,579 @@
+"""Voice emotion: windows of 16 kHz mono audio -> features -> int8 model -> probabilities (sync, numpy).
+
+* :class:`VoiceEmotionClassifier` classifies one analysis window (the model card's ``window_s``).
+* :class:`VoiceAnalyzer` is the streaming part used on ONE thread by the pipeline: a ring buffer over the
+  microphone samples, analysis windows every ``hop_s``, voice activity detection (silence and noise give
+  no result), and per-utterance aggregation: windows of one speech segment share an ``utterance_id``, and
+  when the segment ends a final result (``is_final=True``) averages them.
+* :func:`evaluate_voice` / :func:`eval_voice_main` evaluate a model on a folder of labelled audio
+  (label folders, or the file-name conventions of RAVDESS, CREMA-D and EmoDB).
+
+Window timeline of a stream: window ``k`` covers samples ``[k * hop, k * hop + W)`` (``W`` from the card,
+``hop`` from the options), so the first window completes once ``W`` samples have arrived. At the end of a
+speech segment (``hangover_s`` of non-speech) one more window, aligned with the segment's end, is
+classified when the segment's last speech is not yet covered; :meth:`VoiceAnalyzer.flush` does the same at
+the end of the stream (zero-padding when the whole stream is shorter than one window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import audio_features as af
+from .card import ModelCard
+from .errors import ConfigError, InputError, ModelCardError, ModelLoadError
+from .labels import LABELS, canonical_label, map_distribution
+from .model import Model
+from .options import VoiceOptions
+from .results import VoiceResult
+from .vad import VoiceActivityDetector, create_vad
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "VoiceAnalyzer",
+    "VoiceEmotionClassifier",
+    "eval_voice_main",
+    "evaluate_voice",
+    "label_from_filename",
+]
+
+#: The shipped int8 voice model (its card is ``voice.card.json`` next to it).
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "voice.tflite"
+SAMPLE_RATE = 16000
+_NS = 1_000_000_000
+
+
+class VoiceEmotionClassifier:
+    """Classify one window of 16 kHz mono audio into :data:`affectlite.LABELS` probabilities.
+
+    Not thread-safe (one interpreter): create one per thread. Use :meth:`create`.
+
+    Attributes:
+        card: The model card.
+        spec: The validated audio feature spec (``card.inputs[0].preprocessing``).
+    """
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+        self.card: ModelCard = model.card
+        if not self.card.inputs or self.card.inputs[0].kind != "audio_features":
+            raise ModelCardError(f"{self.card.source or self.card.name}: inputs[0].kind must be "
+                                 "'audio_features' for a voice model")
+        where = f"{self.card.source or self.card.name}: inputs[0].preprocessing"
+        self.spec: dict[str, Any] = af.check_spec(self.card.inputs[0].preprocessing, where)
+        if self.spec["sample_rate"] != SAMPLE_RATE:
+            raise ModelCardError(f"{where}: sample_rate {self.spec['sample_rate']} is not supported; the "
+                                 f"voice path runs at {SAMPLE_RATE} Hz")
+        self.window_length = af.window_samples(self.spec)
+        frames = af.n_frames(self.window_length, self.spec)
+        shape = tuple(int(v) for v in model.input_details[0]["shape"])
+        want = (frames, self.spec["n_mels"])
+        if len(shape) < 3 or tuple(shape[1:3]) != want or int(np.prod(shape[3:], dtype=np.int64)) != 1:
+            raise ModelCardError(f"{where}: window_s={self.spec['window_s']} and n_mels={self.spec['n_mels']} "
+                                 f"give features {list(want)}, but the model input is {list(shape)}")
+        self._in_shape = (1, *shape[1:])
+
+    @classmethod
+    def create(cls, model_path: str | os.PathLike[str] | None = None, *, backend: str = "auto",
+               num_threads: int | None = 1, delegates: Sequence[str] = ()) -> VoiceEmotionClassifier:
+        """Load a voice model and its card.
+
+        Args:
+            model_path: A ``.tflite`` with its ``.card.json``; ``None`` for the shipped default.
+            backend: Interpreter backend (``"auto"``, ``"litert"``, ``"tflite_runtime"``, ``"tf_lite"``).
+            num_threads: Interpreter threads.
+            delegates: Delegate library paths.
+
+        Raises:
+            ModelLoadError: the file is missing or corrupt.
+            ModelCardError: card missing/invalid, not a voice model, or a feature spec this version
+                cannot compute.
+        """
+        path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        if model_path is None and not path.is_file():
+            raise ModelLoadError(f"the shipped voice model {path} is missing: reinstall affectlite, or pass "
+                                 "model_path= a voice .tflite with its .card.json")
+        model = Model.load(path, backend=backend, num_threads=num_threads, delegates=tuple(delegates),
+                           expected_task="voice")
+        return cls(model)
+
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """Model-ready features of one window: shorter input is zero-padded at the end, longer is cut to
+        its last ``window_s`` seconds."""
+        x = af.to_float32(samples, "classify_window")
+        w = self.window_length
+        if x.size < w:
+            x = np.concatenate([x, np.zeros(w - x.size, np.float32)])
+        elif x.size > w:
+            x = x[-w:]
+        return af.compute_features(x, self.spec)
+
+    def classify_window(self, samples: np.ndarray) -> tuple[float, ...]:
+        """Probabilities (aligned with :data:`affectlite.LABELS`) of one window.
+
+        Args:
+            samples: float32 (or int16) 16 kHz mono samples, ideally exactly ``window_s`` long.
+
+        Raises:
+            InputError: empty, NaN/infinite, or not 1-D.
+        """
+        feats = self.features(samples)
+        p = self._model.predict_proba(feats.reshape(self._in_shape))[0]
+        return map_distribution(self.card.labels, p.tolist(), self.card.label_mapping)
+
+    def close(self) -> None:
+        """Release the interpreter (the object must not be used afterwards)."""
+        self._model = None  # type: ignore[assignment]
+
+
+@dataclass
+class _Segment:
+    uid: int
+    start: int               # first speech sample
+    last_speech: int         # end (exclusive) of the last speech frame
+    speech_frames: int = 0
+    probs: list[tuple[float, ...]] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    covered_to: int = 0      # end (exclusive) of the last classified window
+
+
+class VoiceAnalyzer:
+    """Streaming voice emotion on ONE thread: ring buffer, windows, VAD, classification, aggregation.
+
+    Args:
+        options: :class:`affectlite.options.VoiceOptions`. The window length comes from the model card
+            (the model's input size is fixed); ``options.window_s`` must match it.
+
+    Raises:
+        ConfigError: bad hop, thresholds, unknown VAD, or a window that differs from the model's.
+        ModelLoadError, ModelCardError: the model cannot be used.
+    """
+
+    def __init__(self, options: VoiceOptions,
+                 classifier: VoiceEmotionClassifier | None = None) -> None:
+        self.options = options
+        self.classifier = classifier or VoiceEmotionClassifier.create(
+            options.model_path, backend=options.backend, num_threads=options.num_threads,
+            delegates=options.delegates)
+        spec = self.classifier.spec
+        self.window = self.classifier.window_length
+        if options.window_s and abs(float(options.window_s) - spec["window_s"]) > 1e-6:
+            raise ConfigError(f"voice.window_s={options.window_s} but the voice model "
+                              f"{self.classifier.card.name} takes {spec['window_s']} s windows; set "
+                              f"voice.window_s: {spec['window_s']} (or use a model trained for your window)")
+        if not 0.05 <= float(options.hop_s) <= spec["window_s"]:
+            raise ConfigError(f"voice.hop_s must be within 0.05..{spec['window_s']} s (the window), "
+                              f"got {options.hop_s}")
+        for name in ("min_speech_s", "hangover_s"):
+            v = getattr(options, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 10.0:
+                raise ConfigError(f"voice.{name} must be a number of seconds within 0..10, got {v!r}")
+        self.hop = round(float(options.hop_s) * SAMPLE_RATE)
+        self._vad_name = options.vad
+        self._vad = self._make_vad()
+        self._fl = int(self._vad.frame_length)
+        self._min_frames = max(1, math.ceil(float(options.min_speech_s) * SAMPLE_RATE / self._fl))
+        self._hang = round(float(options.hangover_s) * SAMPLE_RATE)
+        self._keep = self.window + self._hang + self.hop + 2 * self._fl
+        self._closed = False
+        self._uid = 0
+        self.reset()
+
+    def _make_vad(self) -> VoiceActivityDetector:
+        return create_vad(self._vad_name, threshold_db=float(self.options.vad_threshold_db),
+                          sample_rate=SAMPLE_RATE)
+
+    # ------------------------------------------------------------------------------------------- stream
+    def reset(self) -> None:
+        """Start a new stream (keeps the model; utterance ids keep counting up)."""
+        self._buf = np.zeros(0, np.float32)     # samples [self._buf0, self._n)
+        self._buf0 = 0
+        self._n = 0                             # samples pushed so far
+        self._vad_pos = 0                       # samples already scored by the VAD
+        self._flags: list[tuple[int, bool]] = []  # (frame start sample, speech) within the buffer span
+        self._next_end = self.window            # end of the next scheduled window
+        self._seg: _Segment | None = None
+        self._silence = 0                       # samples of non-speech since the last speech frame
+        self._anchors: list[tuple[int, int]] = []  # (sample index, timestamp ns)
+        self._vad.reset()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InputError("VoiceAnalyzer is closed; create a new one")
+
+    def _ns(self, idx: int) -> int:
+        a_idx, a_ns = self._anchors[0] if self._anchors else (0, 0)
+        for i, t in self._anchors:
+            if i <= idx:
+                a_idx, a_ns = i, t
+            else:
+                break
+        return int(a_ns + (idx - a_idx) * _NS // SAMPLE_RATE)
+
+    def push(self, samples: np.ndarray, timestamp_ns: int) -> list[VoiceResult]:
+        """Add a chunk of int16 (or float32) 16 kHz mono samples; return the results it completed.
+
+        Args:
+            samples: The next chunk of the stream.
+            timestamp_ns: Capture time (``time.monotonic_ns``) of the chunk's first sample.
+
+        Returns:
+            One result per completed window that holds speech of the current segment, and a final
+            aggregated result (``is_final=True``) for each speech segment that ended. Silence and noise
+            give an empty list.
+
+        Raises:
+            InputError: not 1-D, NaN/infinite, or the analyzer is closed.
+        """
+        self._check_open()
+        x = np.asarray(samples)
+        if x.size == 0:
+            return []
+        x = af.to_float32(x, "VoiceAnalyzer.push")
+        self._anchors.append((self._n, int(timestamp_ns)))
+        self._buf = np.concatenate([self._buf, x])
+        self._n += x.size
+        out: list[VoiceResult] = []
+        while self._next_end <= self._n:
+            self._advance_vad(self._next_end, out)
+            self._window(self._next_end, out)
+            self._next_end += self.hop
+        self._advance_vad(self._n, out)
+        self._trim()
+        return out
+
+    def flush(self) -> list[VoiceResult]:
+        """End of stream: classify the uncovered tail of an open speech segment and emit its final result.
+
+        The analyzer is then ready for a new stream (:meth:`reset` is called).
+        """
+        self._check_open()
+        out: list[VoiceResult] = []
+        if self._n > 0:
+            # score the last partial VAD frame too (zero-padded)
+            rest = self._n - self._vad_pos
+            if rest > 0:
+                pad = self._fl - rest
+                self._buf = np.concatenate([self._buf, np.zeros(pad, np.float32)])
+                self._advance_vad(self._vad_pos + self._fl, out, limit_end=self._n)
+            if self._seg is not None:
+                self._end_segment(out, end=self._n)
+        self.reset()
+        return out
+
+    def _trim(self) -> None:
+        drop = (self._n - self._keep) - self._buf0
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf0 += drop
+            self._flags = [f for f in self._flags if f[0] + self._fl > self._buf0]
+        while len(self._anchors) > 1 and self._anchors[1][0] <= self._buf0:
+            self._anchors.pop(0)
+
+    def _advance_vad(self, upto: int, out: list[VoiceResult], limit_end: int | None = None) -> None:
+        n = (upto - self._vad_pos) // self._fl
+        if n <= 0:
+            return
+        a = self._vad_pos - self._buf0
+        frames = self._buf[a:a + n * self._fl].reshape(n, self._fl)
+        scores = self._vad.process(frames)
+        for i in range(n):
+            start = self._vad_pos + i * self._fl
+            end = start + self._fl if limit_end is None else min(limit_end, start + self._fl)
+            speech = bool(scores[i] >= 0.5)
+            self._flags.append((start, speech))
+            if speech:
+                if self._seg is None:
+                    self._uid += 1
+                    self._seg = _Segment(uid=self._uid, start=start, last_speech=end)
+                self._seg.last_speech = end
+                self._seg.speech_frames += 1
+                self._silence = 0
+            elif self._seg is not None:
+                self._silence += end - start
+                if self._silence >= self._hang:
+                    self._end_segment(out, end=end)
+        self._vad_pos += n * self._fl
+
+    def _speech_in(self, lo: int, hi: int, since: int) -> tuple[int, int]:
+        tot = sp = 0
+        for s, f in self._flags:
+            if s >= lo and s + self._fl <= hi:
+                tot += 1
+                if f and s >= since:
+                    sp += 1
+        return sp, tot
+
+    def _window(self, end: int, out: list[VoiceResult]) -> None:
+        seg = self._seg
+        if seg is None:
+            return
+        start = end - self.window
+        sp, tot = self._speech_in(start, end, seg.start)
+        if sp < self._min_frames or seg.speech_frames < self._min_frames:
+            return
+        out.append(self._classify(seg, start, end, sp / max(tot, 1)))
+
+    def _classify(self, seg: _Segment, start: int, end: int, activity: float) -> VoiceResult:
+        lo = max(start, self._buf0)
+        x = self._buf[lo - self._buf0:end - self._buf0]
+        if lo > start:  # stream shorter than a window: zero-pad in front
+            x = np.concatenate([np.zeros(lo - start, np.float32), x])
+        probs = self.classifier.classify_window(x)
+        seg.probs.append(probs)
+        seg.weights.append(max(activity, 1e-3))
+        seg.covered_to = max(seg.covered_to, end)
+        return VoiceResult(probabilities=probs, voice_activity=float(min(1.0, activity)),
+                           start_ns=self._ns(max(start, 0)), end_ns=self._ns(end), utterance_id=seg.uid)
+
+    def _end_segment(self, out: list[VoiceResult], end: int) -> None:
+        seg = self._seg
+        self._seg = None
+        self._silence = 0
+        if seg is None or seg.speech_frames < self._min_frames:
+            return
+        if seg.covered_to < seg.last_speech:
+            w_end = min(end, self._n)
+            w_start = w_end - self.window  # negative near the stream start: zero-padded in front
+            sp, tot = self._speech_in(w_start, w_end, seg.start)
+            out.append(self._classify(seg, w_start, w_end, sp / max(tot, 1)))
+        w = np.asarray(seg.weights)[:, None]
+        p = (np.asarray(seg.probs) * w).sum(axis=0) / w.sum()
+        p = p / p.sum()
+        act = float(min(1.0, seg.speech_frames * self._fl / max(1, seg.last_speech - seg.start)))
+        out.append(VoiceResult(probabilities=tuple(float(v) for v in p), voice_activity=act,
+                               start_ns=self._ns(seg.start), end_ns=self._ns(seg.last_speech),
+                               utterance_id=seg.uid, is_final=True))
+
+    # ---------------------------------------------------------------------------------------------- clip
+    def classify_clip(self, samples: np.ndarray, sample_rate: int) -> VoiceResult | None:
+        """Classify a whole clip synchronously (independent of the stream state).
+
+        Windows are placed with :func:`affectlite.audio_features.window_starts` (every ``hop_s``, the last
+        one aligned with the end; a clip shorter than a window is zero-padded); windows holding at least
+        ``min_speech_s`` of speech are classified and their probabilities averaged (weighted by voice
+        activity).
+
+        Args:
+            samples: 1-D int16 or float samples, any rate.
+            sample_rate: Their rate in Hz (resampled to 16 kHz).
+
+        Returns:
+            A final result (``utterance_id=0``, ``start_ns=0``, ``end_ns`` = clip duration), or ``None``
+            when the clip holds no speech.
+
+        Raises:
+            InputError: empty, NaN/infinite, wrong rank, or a bad sample rate.
+        """
+        self._check_open()
+        x = af.to_float32(samples, "classify_clip")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise InputError(f"classify_clip: sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+        if sample_rate != SAMPLE_RATE:
+            x = af.resample(x, int(sample_rate), SAMPLE_RATE)
+        n = x.size
+        if n < self.window:
+            x = np.concatenate([x, np.zeros(self.window - n, np.float32)])
+        vad = self._make_vad()
+        nfr = x.size // self._fl
+        scores = vad.process(x[:nfr * self._fl].reshape(nfr, self._fl)) if nfr else np.zeros(0, np.float32)
+        speech = scores >= 0.5
+        if int(speech.sum()) < self._min_frames:
+            return None
+        cum = np.concatenate([[0], np.cumsum(speech)])
+        probs, weights = [], []
+        candidates = []
+        for s in af.window_starts(x.size, self.window, self.hop):
+            f0, f1 = -(-s // self._fl), min(nfr, (s + self.window) // self._fl)
+            sp = int(cum[f1] - cum[f0]) if f1 > f0 else 0
+            candidates.append((sp, s, sp / max(1, f1 - f0)))
+        chosen = [c for c in candidates if c[0] >= self._min_frames] or [max(candidates)]
+        for _, s, act in chosen:
+            probs.append(self.classifier.classify_window(x[s:s + self.window]))
+            weights.append(max(act, 1e-3))
+        w = np.asarray(weights)[:, None]
+        p = (np.asarray(probs) * w).sum(axis=0) / w.sum()
+        p = p / p.sum()
+        return VoiceResult(probabilities=tuple(float(v) for v in p),
+                           voice_activity=float(speech.mean()), start_ns=0,
+                           end_ns=int(n * _NS // SAMPLE_RATE), utterance_id=0, is_final=True)
+
+    def close(self) -> None:
+        """Release the model; further calls raise :class:`~affectlite.errors.InputError`."""
+        if not self._closed:
+            self._closed = True
+            self.classifier.close()
+
+
+# ----------------------------------------------------------------------------------------------- eval
+
+_RAVDESS = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+_RAVDESS_EMO = {"01": "neutral", "02": "neutral", "03": "happy", "04": "sad", "05": "angry", "06": "fear",
+                "07": "disgust", "08": "surprise"}
+_CREMA = re.compile(r"^(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_([A-Z]{1,2})$")
+_CREMA_EMO = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+_EMODB = re.compile(r"^(\d\d)([a-b])(\d\d)([WLEAFTN])([a-z])$")
+_EMODB_EMO: dict[str, str | None] = {"W": "angry", "L": None, "E": "disgust", "A": "fear", "F": "happy",
+                                     "T": "sad", "N": "neutral"}
+_AUDIO_EXT = (".wav", ".wave", ".flac")
+_SKIP = "skip"
+
+
+def label_from_filename(path: str | os.PathLike[str]) -> tuple[str | None, str]:
+    """The common label of a labelled audio file, and which convention gave it.
+
+    Conventions, in order: RAVDESS (``03-01-05-02-01-02-12.wav``, third field: 01 neutral, 02 calm ->
+    neutral, 03 happy, 04 sad, 05 angry, 06 fearful -> fear, 07 disgust, 08 surprised -> surprise),
+    CREMA-D (``1001_DFA_ANG_XX.wav``: ANG DIS FEA HAP NEU SAD), EmoDB (``03a01Fa.wav``, letter 6: W anger,
+    L boredom (skipped), E disgust, A fear, F happiness, T sadness, N neutral), then the name of the
+    parent folder (``angry/x.wav``, synonyms such as ``happiness`` or ``fearful`` accepted).
+
+    Returns:
+        ``(label, convention)``: ``label`` is a common label, or ``None`` with convention ``"skip"``
+        (a known label without counterpart, e.g. boredom or contempt) or ``"unlabelled"``.
+    """
+    p = Path(path)
+    stem = p.stem
+    m = _RAVDESS.match(stem)
+    if m and m.group(3) in _RAVDESS_EMO:
+        return _RAVDESS_EMO[m.group(3)], "ravdess"
+    m = _CREMA.match(stem)
+    if m:
+        return _CREMA_EMO[m.group(3)], "crema-d"
+    m = _EMODB.match(stem)
+    if m:
+        lab = _EMODB_EMO[m.group(4)]
+        return (lab, "emodb") if lab is not None else (None, _SKIP)
+    folder = p.parent.name
+    lab = canonical_label(folder)
+    if lab is not None:
+        return lab, "folder"
+    if folder.strip().lower() in ("contempt", "boredom", "bored", "calm_skip"):
+        return None, _SKIP
+    return None, "unlabelled"
+
+
+def _metrics(y: list[int], pred: list[int]) -> dict[str, Any]:
+    n = len(LABELS)
+    cm = np.zeros((n, n), np.int64)
+    for a, b in zip(y, pred, strict=True):
+        cm[a, b] += 1
+    support = cm.sum(axis=1)
+    present = support > 0
+    rec = cm.diagonal() / np.maximum(support, 1)
+    prec = cm.diagonal() / np.maximum(cm.sum(axis=0), 1)
+    f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+    total = int(cm.sum())
+    return {
+        "n": total,
+        "accuracy": float(cm.diagonal().sum() / total) if total else 0.0,
+        "uar": float(rec[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class_recall": {LABELS[i]: float(rec[i]) for i in range(n) if present[i]},
+        "confusion_matrix": cm.tolist(),
+        "labels": list(LABELS),
+    }
+
+
+def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str], *,
+                   vad: str = "none", hop_s: float = 0.5, backend: str = "auto",
+                   num_threads: int | None = 1, limit: int | None = None) -> dict[str, Any]:
+    """Evaluate a voice model on a folder of labelled audio (WAV/FLAC, any rate), clip by clip.
+
+    Args:
+        model_path: The model, or ``None`` for the shipped default.
+        data_dir: Folder searched recursively; labels from :func:`label_from_filename`.
+        vad: VAD used by :meth:`VoiceAnalyzer.classify_clip` (``"none"``: labelled clips are speech);
+            clips where the VAD finds no speech count as wrong (reported as ``no_speech``).
+        hop_s: Hop between the windows of a clip.
+        backend: Interpreter backend.
+        num_threads: Interpreter threads.
+        limit: Evaluate at most this many files (sorted by path), for quick checks.
+
+    Returns:
+        JSON-ready dict: ``n``, ``accuracy``, ``uar``, ``macro_f1``, ``per_class_recall``,
+        ``confusion_matrix`` (rows true, columns predicted, :data:`LABELS` order), ``labels``, plus
+        ``model``, ``data``, ``conventions`` (files per naming convention), ``skipped``, ``no_speech``.
+
+    Raises:
+        InputError: the folder does not exist or holds no labelled audio.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"eval voice: {root} is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _AUDIO_EXT and p.is_file())
+    labelled: list[tuple[Path, int]] = []
+    conv: dict[str, int] = {}
+    skipped = 0
+    for f in files:
+        name, how = label_from_filename(f)
+        if name is None:
+            skipped += 1
+            continue
+        conv[how] = conv.get(how, 0) + 1
+        labelled.append((f, LABELS.index(name)))
+    if limit is not None:
+        labelled = labelled[:limit]
+    if not labelled:
+        raise InputError(f"eval voice: no labelled WAV/FLAC files under {root} ({len(files)} audio files, "
+                         f"{skipped} without a usable label); use label folders (angry/, happy/, ...) or "
+                         "RAVDESS / CREMA-D / EmoDB file names")
+    clf = VoiceEmotionClassifier.create(model_path, backend=backend, num_threads=num_threads)
+    an = VoiceAnalyzer(VoiceOptions(model_path=None, window_s=clf.spec["window_s"], hop_s=hop_s, vad=vad),
+                       classifier=clf)
+    y: list[int] = []
+    pred: list[int] = []
+    no_speech = 0
+    try:
+        for p, lab in labelled:
+            x, rate = af.load_audio_with_rate(p)
+            r = an.classify_clip(x, rate)
+            y.append(lab)
+            if r is None:
+                no_speech += 1
+                pred.append((lab + 1) % len(LABELS))  # counts as wrong
+            else:
+                pred.append(int(np.argmax(r.probabilities)))
+    finally:
+        an.close()
+    res = _metrics(y, pred)
+    res.update({"model": clf.card.name, "model_path": str(model_path or DEFAULT_MODEL), "data": str(root),
+                "conventions": conv, "skipped": skipped, "no_speech": no_speech, "vad": vad})
+    return res
+
+
+def eval_voice_main(args: argparse.Namespace) -> int:
+    """CLI hook of ``affectlite eval voice --data DIR [--model PATH] [--vad NAME] [--limit N] [--out FILE]``.
+
+    Prints the JSON of :func:`evaluate_voice` (and writes it to ``--out`` when given).
+
+    Returns:
+        0 on success, 2 when the folder holds no labelled audio or the model cannot be loaded.
+    """
+    from .errors import AffectliteError
+
+    try:
+        res = evaluate_voice(getattr(args, "model", None), args.data, vad=getattr(args, "vad", None) or "none",
+                             limit=getattr(args, "limit", None))
+    except AffectliteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(res, indent=2)
+    out = getattr(args, "out", None)
+    if out:
+        from ._io import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
+    print(text)
+    return 0
