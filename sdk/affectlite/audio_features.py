@@ -308,6 +308,25 @@ def _mel_fb(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float)
     return out
 
 
+@lru_cache(maxsize=16)
+def _mel_sparse(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The filterbank as (bin index, weight, segment start) for a BLAS-free sparse product: small matmuls
+    through a multi-threaded BLAS are slow on busy edge CPUs."""
+    fb = _mel_fb(sample_rate, n_fft, n_mels, fmin, fmax)
+    bins: list[int] = []
+    weights: list[float] = []
+    starts: list[int] = []
+    for m in range(n_mels):
+        nz = np.nonzero(fb[:, m])[0]
+        if nz.size == 0:  # an empty band (very narrow filters): weight 0 on bin 0
+            nz = np.array([0])
+        starts.append(len(bins))
+        bins.extend(nz.tolist())
+        weights.extend(fb[nz, m].tolist())
+    return (np.asarray(bins, np.intp), np.asarray(weights, np.float32), np.asarray(starts, np.intp))
+
+
 def mel_filterbank(spec: Mapping[str, Any]) -> np.ndarray:
     """The ``(n_fft // 2 + 1, n_mels)`` triangular HTK-mel filterbank of a spec (equal-area weights)."""
     s = check_spec(spec)
@@ -340,13 +359,13 @@ def log_mel(samples: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     nf = n_frames(x.size, s)
     if nf == 0:
         raise InputError(f"log_mel: {x.size} samples is shorter than one frame ({win} samples)")
-    idx = np.arange(nf)[:, None] * hop + np.arange(win)[None, :]
-    frames = x[idx] * _hann(win)[None, :]
+    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:nf] * _hann(win)[None, :]
     spec_c = np.fft.rfft(frames, n=n_fft, axis=1)
     p = (spec_c.real ** 2 + spec_c.imag ** 2).astype(np.float32)
     if s["power"] == 1.0:
         p = np.sqrt(p)
-    mel = p @ _mel_fb(s["sample_rate"], n_fft, s["n_mels"], s["fmin"], s["fmax"])
+    bins, weights, starts = _mel_sparse(s["sample_rate"], n_fft, s["n_mels"], s["fmin"], s["fmax"])
+    mel = np.add.reduceat(p[:, bins] * weights[None, :], starts, axis=1)
     out: np.ndarray = np.log(mel + np.float32(s["log_offset"])).astype(np.float32)
     return out
 

@@ -128,8 +128,11 @@ class VoiceEmotionClassifier:
         Raises:
             InputError: empty, NaN/infinite, or not 1-D.
         """
-        feats = self.features(samples)
-        p = self._model.predict_proba(feats.reshape(self._in_shape))[0]
+        return self.classify_features(self.features(samples))
+
+    def classify_features(self, feats: np.ndarray) -> tuple[float, ...]:
+        """Probabilities of one window given its normalised features ``(frames, n_mels)``."""
+        p = self._model.predict_proba(np.asarray(feats, np.float32).reshape(self._in_shape))[0]
         return map_distribution(self.card.labels, p.tolist(), self.card.label_mapping)
 
     def close(self) -> None:
@@ -206,6 +209,11 @@ class VoiceAnalyzer:
         self._seg: _Segment | None = None
         self._silence = 0                       # samples of non-speech since the last speech frame
         self._anchors: list[tuple[int, int]] = []  # (sample index, timestamp ns)
+        # log-mel frames on the stream's frame grid (frame f covers samples f*hop_length ...), computed
+        # once and shared by the overlapping windows; a window on the grid gets exactly the features
+        # compute_features() gives for its samples
+        self._lm = np.zeros((0, self.classifier.spec["n_mels"]), np.float32)
+        self._lm0 = 0                           # frame index of self._lm[0]
         self._vad.reset()
 
     def _check_open(self) -> None:
@@ -330,12 +338,39 @@ class VoiceAnalyzer:
         x = self._buf[lo - self._buf0:end - self._buf0]
         if lo > start:  # stream shorter than a window: zero-pad in front
             x = np.concatenate([np.zeros(lo - start, np.float32), x])
-        probs = self.classifier.classify_window(x)
+        spec = self.classifier.spec
+        hl = int(spec["hop_length"])
+        if start >= self._buf0 and start % hl == 0 and end - start == self.window:
+            probs = self.classifier.classify_features(af.normalise(self._grid_frames(start // hl), spec))
+        else:
+            probs = self.classifier.classify_window(x)
         seg.probs.append(probs)
         seg.weights.append(max(activity, 1e-3))
         seg.covered_to = max(seg.covered_to, end)
         return VoiceResult(probabilities=probs, voice_activity=float(min(1.0, activity)),
                            start_ns=self._ns(max(start, 0)), end_ns=self._ns(end), utterance_id=seg.uid)
+
+    def _grid_frames(self, f0: int) -> np.ndarray:
+        """Log-mel frames ``f0 .. f0 + frames_per_window`` of the stream (computing the missing ones)."""
+        spec = self.classifier.spec
+        hl, win = int(spec["hop_length"]), int(spec["win_length"])
+        nfr = af.n_frames(self.window, spec)
+        first = max(self._lm0 + len(self._lm), f0)
+        if first > self._lm0 + len(self._lm) or f0 < self._lm0:  # not contiguous: start the cache again
+            self._lm = np.zeros((0, spec["n_mels"]), np.float32)
+            self._lm0 = f0
+            first = f0
+        if first < f0 + nfr:
+            a, b = first * hl - self._buf0, (f0 + nfr - 1) * hl + win - self._buf0
+            self._lm = np.concatenate([self._lm, af.log_mel(self._buf[a:b], spec)])
+        lo = f0 - self._lm0
+        frames = self._lm[lo:lo + nfr]
+        # keep only frames later windows can still use
+        keep_from = max(0, (self._buf0 + hl - 1) // hl - self._lm0)
+        if keep_from > 0:
+            self._lm = self._lm[keep_from:]
+            self._lm0 += keep_from
+        return frames
 
     def _end_segment(self, out: list[VoiceResult], end: int) -> None:
         seg = self._seg
