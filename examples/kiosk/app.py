@@ -1,0 +1,251 @@
+"""A kiosk that adapts its screen to the visitor's expression, with a live local dashboard.
+
+Run it (no camera? it plays the bundled sample video and speech, looped)::
+
+    python examples/kiosk/app.py                       # sample media, http://127.0.0.1:8765/
+    python examples/kiosk/app.py --live                # camera 0 + default microphone
+    python examples/kiosk/app.py --video clip.mp4 --audio clip.wav --port 9000
+
+Then open the printed URL in a browser on the kiosk itself (the server listens on loopback only). The page
+shows the visitor screen (its theme and message follow the fused expression, with a dwell time so it does
+not flicker), the fused label, per-modality bars (fused, face, voice, text), a 60 s timeline and the
+sensing indicator (lit while the camera and microphone are analysed). Visitors can also type a sentence;
+it goes to ``pipeline.push_text`` and is never stored.
+
+Privacy: results only (labels, scores, ephemeral track ids, boxes) go to the page; nothing leaves the
+device, and the pipeline's offline guard stays on (loopback is allowed for the dashboard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # dashboard_server.py next to this file
+
+from dashboard_server import DashboardServer, EventHub, result_event
+
+import affectlite
+from affectlite import EmotionPipeline, EmotionResult, PipelineOptions, SourceStatus
+
+log = logging.getLogger("kiosk")
+
+# What the visitor screen shows for each expression. "attract" is the idle screen (nobody there).
+SCREENS: dict[str, dict[str, str]] = {
+    "attract": {"headline": "Hello there!", "message": "Step closer to get started."},
+    "welcome": {"headline": "Welcome!", "message": "How can we help you today? Touch the screen to explore."},
+    "happy": {"headline": "Great to see you smiling!",
+              "message": "Enjoy 10% off in the cafe today - just show this screen."},
+    "surprise": {"headline": "Surprised? There is more!",
+                 "message": "Check out what is new this week at the information desk."},
+    "sad": {"headline": "We are here to help",
+            "message": "Take your time. A member of staff is happy to assist you at the desk."},
+    "fear": {"headline": "Need a hand?", "message": "Help points are marked in green. Staff are close by."},
+    "angry": {"headline": "Sorry for the trouble",
+              "message": "We have let a colleague know - someone will be with you shortly."},
+    "disgust": {"headline": "Something not right?", "message": "Tell us below and we will sort it out."},
+}
+LABEL_TO_SCREEN = {"neutral": "welcome", "happy": "happy", "surprise": "surprise", "sad": "sad", "fear": "fear",
+                   "angry": "angry", "disgust": "disgust"}
+
+
+@dataclass
+class ScreenPolicy:
+    """Chooses the visitor screen from fused results, with hysteresis so the screen does not flicker.
+
+    A new screen is shown only after its label has been the fused label, at confidence
+    ``>= min_confidence``, for ``dwell_s`` seconds in a row. With no evidence (empty or ``unknown`` results)
+    for ``idle_s`` seconds, the idle ``attract`` screen comes back. Times are passed in (monotonic seconds),
+    so the policy is deterministic and testable.
+
+    Attributes:
+        dwell_s: How long a label must persist before the screen follows it.
+        idle_s: How long without a visitor before the attract screen returns.
+        min_confidence: Fused confidence a label needs to count.
+    """
+
+    dwell_s: float = 0.8
+    idle_s: float = 3.0
+    min_confidence: float = 0.4
+    screen: str = "attract"
+    _candidate: str | None = None
+    _since: float = 0.0
+    _last_seen: float | None = None
+
+    def update(self, r: EmotionResult, now_s: float) -> str | None:
+        """Feed one fused result; returns the new screen name when the screen changes, else ``None``."""
+        present = not r.is_empty and r.label in LABEL_TO_SCREEN and r.confidence >= self.min_confidence
+        if not present:
+            return self.tick(now_s)
+        self._last_seen = now_s
+        target = LABEL_TO_SCREEN[r.label]
+        if target == self.screen:
+            self._candidate = None
+            return None
+        if target != self._candidate:
+            self._candidate, self._since = target, now_s
+        if now_s - self._since >= self.dwell_s:
+            self.screen, self._candidate = target, None
+            return target
+        return None
+
+    def tick(self, now_s: float) -> str | None:
+        """Advance time without evidence; returns ``"attract"`` when the visitor has left."""
+        if self._last_seen is not None and now_s - self._last_seen < self.idle_s:
+            return None  # still (recently) there
+        self._candidate = None
+        if self.screen != "attract":
+            self.screen = "attract"
+            return "attract"
+        return None
+
+
+class Kiosk:
+    """Glue between the pipeline callbacks, the screen policy and the dashboard's event hub.
+
+    All ``on_*`` methods run on the pipeline's dispatch thread (``on_sensing`` on the starting thread).
+
+    Args:
+        hub: Where dashboard events go.
+        policy: The screen policy.
+        max_rate_hz: Most result events per second sent to the page (label changes always go out).
+        clock: Monotonic clock in seconds (tests may pass a fake one).
+    """
+
+    def __init__(self, hub: EventHub, policy: ScreenPolicy | None = None, max_rate_hz: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.hub = hub
+        self.policy = policy or ScreenPolicy()
+        self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
+        self.clock = clock
+        self.t0_ns = time.monotonic_ns()
+        self._last_sent = -1e9
+        self._last_label: str | None = None
+        self.results = 0
+        self.changes: list[tuple[str, str]] = []
+        self._lock = threading.Lock()  # the policy is fed from the dispatch thread and ticked from main
+        hub.publish("screen", {"screen": self.policy.screen, **SCREENS[self.policy.screen]})
+
+    def on_result(self, r: EmotionResult) -> None:
+        self.results += 1
+        now = self.clock()
+        with self._lock:
+            new_screen = self.policy.update(r, now)
+        if new_screen is not None:
+            self.hub.publish("screen", {"screen": new_screen, **SCREENS[new_screen]})
+        if r.label != self._last_label or now - self._last_sent >= self.min_interval:
+            self._last_sent, self._last_label = now, r.label
+            self.hub.publish("result", result_event(r, self.t0_ns))
+
+    def on_change(self, r: EmotionResult, previous: str) -> None:
+        self.changes.append((previous, r.label))
+        log.info("expression changed: %s -> %s", previous, r.label)
+
+    def on_status(self, s: SourceStatus) -> None:
+        self.hub.publish("status", {"source": s.source, "state": s.state, "detail": s.detail})
+
+    def on_sensing(self, active: bool) -> None:
+        self.hub.publish("sensing", {"active": bool(active)})
+
+    def on_error(self, e: BaseException) -> None:
+        log.warning("pipeline: %s", e)
+
+    def idle_tick(self) -> None:
+        """Call now and then from the main thread: returns the screen to 'attract' when nobody is there."""
+        with self._lock:
+            new_screen = self.policy.tick(self.clock())
+        if new_screen is not None:
+            self.hub.publish("screen", {"screen": new_screen, **SCREENS[new_screen]})
+
+    def publish_stats(self, st: affectlite.PipelineStats) -> None:
+        self.hub.publish("stats", {
+            "state": st.state, "uptime_s": round(st.uptime_s, 1),
+            "fps_face": round(st.fps.get("face", 0.0), 2), "fps_results": round(st.fps.get("results", 0.0), 2),
+            "latency_ms_p50": round(st.latency_ms_p50, 1), "latency_ms_p95": round(st.latency_ms_p95, 1),
+            "dropped_frames": st.drops.get("frames", 0)})
+
+
+def build_options(args: argparse.Namespace) -> PipelineOptions:
+    """Pipeline options for the chosen sources (sample media by default, ``--live`` for camera + mic)."""
+    opts = PipelineOptions().replace(**{"privacy.deployment_context": "kiosk"})
+    if args.live:
+        return opts
+    video, audio = args.video, args.audio
+    if video is None and audio is None:
+        from affectlite.samples import sample_paths
+
+        v, a = sample_paths()
+        video, audio = str(v), str(a)
+        print("kiosk: no --live/--video/--audio given: playing the bundled sample media (looped)", file=sys.stderr)
+    ov: dict[str, Any] = {"camera.enabled": video is not None, "audio.enabled": audio is not None,
+                          "camera.loop": not args.once, "audio.loop": not args.once}
+    if video is not None:
+        ov.update({"camera.backend": "opencv", "camera.device": video})
+    if audio is not None:
+        ov.update({"audio.backend": "file", "audio.device": audio})
+    return opts.replace(**ov)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--live", action="store_true", help="use the camera and microphone")
+    p.add_argument("--video", help="video file instead of the camera")
+    p.add_argument("--audio", help="WAV/FLAC file instead of the microphone")
+    p.add_argument("--once", action="store_true", help="play files once instead of looping")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="dashboard port (0: any free port)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, *, pipeline_kwargs: dict[str, Any] | None = None,
+         options: PipelineOptions | None = None, on_ready: Callable[[str, Kiosk], None] | None = None) -> int:
+    """Run the kiosk until Ctrl-C, ``--duration`` or the end of the (non-looped) media.
+
+    Args:
+        argv: Command-line arguments.
+        pipeline_kwargs: Extra :class:`EmotionPipeline` arguments (tests pass fake sources here).
+        options: Pipeline options to use instead of the ones the arguments describe.
+        on_ready: Called with the dashboard URL and the kiosk once the server and the pipeline run.
+    """
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    opts = options or build_options(args)
+    hub = EventHub()
+    kiosk = Kiosk(hub)
+    stop = threading.Event()
+    pipe = EmotionPipeline(opts, on_result=kiosk.on_result, on_change=kiosk.on_change, on_error=kiosk.on_error,
+                           on_status=kiosk.on_status, on_sensing=kiosk.on_sensing, **(pipeline_kwargs or {}))
+    server = DashboardServer(hub, host=args.host, port=args.port, on_text=pipe.push_text)
+    with server:
+        print(f"kiosk dashboard: {server.url}", flush=True)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        try:
+            with pipe:
+                if on_ready is not None:
+                    on_ready(server.url, kiosk)
+                while not stop.is_set():
+                    timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+                    finished = pipe.wait(timeout=timeout)
+                    kiosk.publish_stats(pipe.stats())
+                    kiosk.idle_tick()
+                    if finished or (deadline is not None and time.monotonic() >= deadline):
+                        break
+            kiosk.publish_stats(pipe.stats())
+        except KeyboardInterrupt:
+            print("kiosk: stopped", file=sys.stderr)
+            return 130
+    print(f"kiosk: {kiosk.results} results, screen {kiosk.policy.screen!r}, changes {len(kiosk.changes)}",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,396 @@
+"""The kiosk example: screen policy, the loopback-only SSE dashboard server, the whole app on scripted fakes,
+and the page itself in headless Chromium (selenium + chromedriver; Debian packages chromium, chromium-driver)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from _examples_support import doubles, load_example, peaked, scripted_camera, shipped_models_present
+from affectlite import EmotionResult, PipelineOptions
+from affectlite.errors import ConfigError
+from affectlite.labels import LABELS
+from affectlite.results import Box, FaceResult, TextResult
+
+dash = load_example("kiosk/dashboard_server.py", "dashboard_server")
+app = load_example("kiosk/app.py", "kiosk_app")
+
+
+def result(label: str, conf: float = 0.85, t_ns: int | None = None, text: bool = False) -> EmotionResult:
+    p = peaked(label, conf)
+    t = time.monotonic_ns() if t_ns is None else t_ns
+    face = FaceResult(3, Box(100, 80, 120, 120), 0.9, p, t)
+    tr = TextResult(peaked("happy", 0.7), 4, t) if text else None
+    w = {"face": 0.7, "text": 0.3} if text else {"face": 1.0}
+    return EmotionResult(label, p, conf, valence=0.5 if label == "happy" else -0.3, arousal=0.4, faces=(face,),
+                         text=tr, modality_weights=w, track_id=3, capture_ns=t, result_ns=t)
+
+
+# ------------------------------------------------------------------------------------------ policy
+def test_screen_policy_needs_dwell_then_returns_to_attract_when_idle() -> None:
+    pol = app.ScreenPolicy(dwell_s=0.5, idle_s=2.0, min_confidence=0.4)
+    assert pol.screen == "attract"
+    assert pol.update(result("happy"), 10.0) is None           # first sighting: not yet
+    assert pol.update(result("happy"), 10.3) is None
+    assert pol.update(result("happy"), 10.6) == "happy"        # dwelled 0.6 s
+    assert pol.update(result("happy"), 10.7) is None           # no repeat
+    # a brief flicker to angry does not switch the screen
+    assert pol.update(result("angry"), 10.8) is None
+    assert pol.update(result("happy"), 10.9) is None
+    assert pol.update(result("angry"), 11.0) is None
+    assert pol.screen == "happy"
+    # a low-confidence label does not count
+    assert pol.update(result("sad", conf=0.2), 11.1) is None
+    assert pol.update(result("sad", conf=0.2), 12.0) is None
+    # neutral maps to the welcome screen
+    assert pol.update(result("neutral"), 12.1) is None
+    assert pol.update(result("neutral"), 12.7) == "welcome"
+    # nobody there: empty results, then idle time passes
+    empty = EmotionResult.empty()
+    assert pol.update(empty, 13.0) is None
+    assert pol.tick(14.0) is None
+    assert pol.tick(14.8) == "attract"
+    assert pol.tick(20.0) is None
+
+
+# ------------------------------------------------------------------------------------------ server
+@pytest.fixture
+def server() -> Iterator[Any]:
+    hub = dash.EventHub()
+    texts: list[str] = []
+    srv = dash.DashboardServer(hub, port=0, on_text=texts.append)
+    srv.texts = texts
+    with srv:
+        yield srv
+
+
+def _conn(srv: Any) -> http.client.HTTPConnection:
+    host, port = srv.url.split("//")[1].strip("/").rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port), timeout=5)
+
+
+def test_dashboard_refuses_non_loopback_addresses() -> None:
+    hub = dash.EventHub()
+    for host in ("0.0.0.0", "", "192.168.1.10", "example.org"):
+        with pytest.raises(ConfigError, match="loopback only"):
+            dash.DashboardServer(hub, host=host, port=0)
+
+
+def test_page_is_self_contained_and_served_with_a_strict_csp(server: Any) -> None:
+    c = _conn(server)
+    c.request("GET", "/")
+    r = c.getresponse()
+    body = r.read().decode()
+    assert r.status == 200
+    csp = r.getheader("Content-Security-Policy")
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "<canvas" in body and "EventSource" in body
+    # nothing is loaded from elsewhere: no external URLs in src/href attributes, no imports
+    low = body.lower()
+    for bad in ('src="http', "src='http", 'href="http', "href='http", "@import", "//cdn", "url(http"):
+        assert bad not in low, bad
+
+
+def test_requests_with_a_foreign_host_header_are_rejected(server: Any) -> None:
+    c = _conn(server)
+    c.request("GET", "/state", headers={"Host": "attacker.example:80"})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 421
+    c.request("GET", "/state", headers={"Host": "localhost"})
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["labels"] == list(LABELS)
+
+
+def _read_event(resp: http.client.HTTPResponse) -> tuple[str, Any]:
+    kind, data = "message", ""
+    while True:
+        line = resp.fp.readline().decode()
+        if line == "":
+            raise EOFError("stream closed")
+        line = line.rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and data:
+            return kind, json.loads(data)
+
+
+def test_sse_stream_sends_a_snapshot_then_live_events(server: Any) -> None:
+    hub = server.hub
+    t0 = time.monotonic_ns()
+    hub.publish("result", dash.result_event(result("sad"), t0))
+    c = _conn(server)
+    c.request("GET", "/events")
+    resp = c.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type") == "text/event-stream"
+    kind, snap = _read_event(resp)
+    assert kind == "hello" and snap["history"][-1]["label"] == "sad"
+    deadline = time.monotonic() + 5
+    while hub.client_count < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hub.publish("result", dash.result_event(result("happy", text=True), t0))
+    hub.publish("sensing", {"active": True})
+    kind, ev = _read_event(resp)
+    assert kind == "result" and ev["label"] == "happy" and ev["face"]["label"] == "happy"
+    assert ev["text"]["label"] == "happy" and ev["voice"] is None
+    assert len(ev["probs"]) == len(LABELS) and abs(sum(ev["probs"]) - 1) < 1e-3
+    assert ev["faces"][0]["box"] == [100, 80, 120, 120]
+    # media-free: no pixel/sample/text payloads
+    assert set(ev) == {"t", "label", "confidence", "valence", "arousal", "probs", "weights", "face", "voice",
+                       "text", "faces", "track"}
+    assert _read_event(resp) == ("sensing", {"active": True})
+    c.close()
+
+
+def test_text_input_is_passed_on_and_validated(server: Any) -> None:
+    c = _conn(server)
+    hdr = {"Content-Type": "application/json"}
+    c.request("POST", "/text", body=json.dumps({"text": "  this is great  "}), headers=hdr)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 204 and server.texts == ["this is great"]
+    c.request("POST", "/text", body=json.dumps({"nope": 1}), headers=hdr)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 400
+    c.request("POST", "/text", body=json.dumps({"text": "hi"}), headers={**hdr, "Origin": "http://evil.example"})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 403
+    c.request("POST", "/text", body=json.dumps({"text": "x" * 5000}), headers=hdr)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 413
+    assert server.texts == ["this is great"]
+
+
+def test_a_slow_client_loses_old_events_without_blocking_publish() -> None:
+    hub = dash.EventHub(client_queue=8)
+    client = hub._subscribe()
+    t0 = time.perf_counter()
+    for i in range(1000):
+        hub.publish("stats", {"i": i})
+    assert time.perf_counter() - t0 < 2.0
+    msgs = client.take(0)
+    assert len(msgs) == 8 and client.dropped == 992 and '"i":999' in msgs[-1]
+
+
+# ------------------------------------------------------------------------------------------ the app
+def _collect_sse(url: str, stop: threading.Event, out: list[tuple[str, Any]]) -> None:
+    host, port = url.split("//")[1].strip("/").rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request("GET", "/events")
+    resp = c.getresponse()
+    try:
+        while not stop.is_set():
+            out.append(_read_event(resp))
+    except (EOFError, OSError, ValueError):
+        pass
+    finally:
+        c.close()
+
+
+def test_kiosk_app_adapts_the_screen_to_a_scripted_visitor(no_leaked_threads: None) -> None:
+    """Nobody -> a smiling visitor -> an angry one -> nobody; the screen follows with dwell/idle times."""
+    cam = scripted_camera([(None, 15), ("happy", 45), ("angry", 45), (None, 10)], fps=30)
+    opts = PipelineOptions().replace(**{"audio.enabled": False, "camera.enabled": True,
+                                        "privacy.deployment_context": "kiosk"})
+    events: list[tuple[str, Any]] = []
+    stop = threading.Event()
+    ready: dict[str, Any] = {}
+    readers: list[threading.Thread] = []
+
+    def on_ready(url: str, kiosk: Any) -> None:
+        ready["url"], ready["kiosk"] = url, kiosk
+        kiosk.policy.dwell_s, kiosk.policy.idle_s = 0.3, 0.25
+        t = threading.Thread(target=_collect_sse, args=(url, stop, events), daemon=True)
+        t.start()
+        readers.append(t)
+        deadline = time.monotonic() + 5
+        while kiosk.hub.client_count < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    rc = app.main(["--port", "0", "--duration", "15"], options=opts,
+                  pipeline_kwargs=doubles(camera=cam), on_ready=on_ready)
+    stop.set()
+    for t in readers:
+        t.join(5)
+    assert rc == 0
+    kiosk = ready["kiosk"]
+    screens = [d["screen"] for k, d in events if k == "screen"]
+    labels = [d["label"] for k, d in events if k == "result"]
+    assert "happy" in labels and "angry" in labels
+    # the screen went happy, then angry (in that order), and the sensing light was on then off
+    assert "happy" in screens and "angry" in screens and screens.index("happy") < screens.index("angry")
+    sensing = [d["active"] for k, d in events if k == "sensing"]
+    assert sensing[-1] is False
+    assert any(k == "stats" for k, _ in events)
+    assert ("happy", "angry") in kiosk.changes or any(p == "happy" for p, _ in kiosk.changes)
+    assert kiosk.results >= 60
+
+
+def test_kiosk_build_options_defaults_to_the_bundled_sample_media() -> None:
+    args = app.parse_args([])
+    opts = app.build_options(args)
+    assert opts.camera.backend == "opencv" and Path(str(opts.camera.device)).name == "sample.mp4"
+    assert opts.audio.backend == "file" and Path(str(opts.audio.device)).name == "sample.wav"
+    assert opts.camera.loop and opts.privacy.offline_guard and opts.privacy.allow_loopback
+    live = app.build_options(app.parse_args(["--live"]))
+    assert live.camera.backend == "auto" and live.audio.enabled
+
+
+# ------------------------------------------------------------------------------------------ browser
+def _browser() -> Any:
+    """A headless Chromium driven by selenium, or skip saying what is missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install selenium)")
+    if chromium is None or driver is None:
+        pytest.skip("headless Chromium test needs the Debian packages chromium and chromium-driver")
+    o = webdriver.ChromeOptions()
+    o.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+              "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='kiosk-chrome-')}",
+              "--window-size=1280,800"):
+        o.add_argument(a)
+    return webdriver.Chrome(service=Service(driver), options=o)
+
+
+def _wait(cond: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s (last value {last!r})")
+
+
+def _screenshot_dir() -> Path:
+    d = Path(os.environ.get("AFFECTLITE_SCREENSHOTS", tempfile.gettempdir())) / "affectlite-kiosk"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_dashboard_page_in_headless_chromium_updates_and_screenshots(server: Any) -> None:
+    import cv2
+
+    drv = _browser()
+    hub = server.hub
+    kiosk = app.Kiosk(hub, app.ScreenPolicy(dwell_s=0.0), max_rate_hz=0)
+    try:
+        drv.get(server.url)
+        body = drv.find_element("tag name", "body")
+        _wait(lambda: body.get_attribute("data-connected") == "1")
+        assert body.get_attribute("data-results") == "0"
+        assert drv.find_element("id", "headline").text == "Hello there!"
+        kiosk.on_sensing(True)
+        _wait(lambda: body.get_attribute("data-sensing") == "1")
+        assert "on" in drv.find_element("id", "sensing").get_attribute("class")
+        # a visitor smiles for a while, then types something
+        t0 = time.monotonic_ns()
+        for i in range(40):
+            conf = 0.6 + 0.3 * np.sin(i / 6)
+            kiosk.on_result(result("happy", conf=float(conf), t_ns=t0 + i * 100_000_000, text=i > 20))
+        _wait(lambda: body.get_attribute("data-results") == "40")
+        assert body.get_attribute("data-label") == "happy"
+        assert body.get_attribute("data-screen") == "happy"
+        assert drv.find_element("id", "label").text.lower() == "happy"
+        assert drv.find_element("id", "headline").text == app.SCREENS["happy"]["headline"]
+        w_happy = float(drv.find_element("id", "bar-fused-happy").get_attribute("data-value"))
+        w_sad = float(drv.find_element("id", "bar-fused-sad").get_attribute("data-value"))
+        assert w_happy > 0.5 > w_sad
+        assert "off" not in drv.find_element("id", "group-text").get_attribute("class")
+        assert "off" in drv.find_element("id", "group-voice").get_attribute("class")
+        # the timeline canvas has been drawn with coloured lines
+        _wait(lambda: drv.execute_script("return window.kiosk.drawn") > 0)
+        painted = drv.execute_script(
+            "const c=document.getElementById('timeline');const d=c.getContext('2d')"
+            ".getImageData(0,0,c.width,c.height).data;let n=0;"
+            "for(let i=0;i<d.length;i+=4){if(d[i]>150&&d[i+1]>120&&d[i+2]<80)n++;}return n;")
+        assert painted > 50, "no happy-coloured timeline pixels drawn"
+        # typing on the page reaches the app
+        box = drv.find_element("id", "textin")
+        box.send_keys("the staff were great")
+        drv.find_element("css selector", "#textform button").click()
+        _wait(lambda: server.texts == ["the staff were great"])
+        # then the visitor looks angry: screen follows
+        for i in range(3):
+            kiosk.on_result(result("angry", 0.8, t_ns=t0 + (41 + i) * 100_000_000))
+        _wait(lambda: body.get_attribute("data-screen") == "angry")
+        kiosk.on_status(app.SourceStatus("camera", "ok", "reconnected"))
+        time.sleep(0.5)  # let the bar transitions finish
+        _wait(lambda: "camera: ok" in drv.find_element("id", "status").text)
+        shot = _screenshot_dir() / "kiosk-dashboard.png"
+        assert drv.save_screenshot(str(shot))
+        img = cv2.imread(str(shot))
+        assert img is not None and img.shape[0] >= 600 and img.shape[1] >= 1000
+        assert float(img.std()) > 20, "screenshot looks blank"
+        # no console errors (e.g. CSP violations, JS exceptions)
+        try:
+            logs = drv.get_log("browser")
+        except Exception:  # some drivers do not expose logs
+            logs = []
+        severe = [entry for entry in logs if entry.get("level") == "SEVERE"]
+        assert not severe, severe
+    finally:
+        drv.quit()
+
+
+@pytest.mark.skipif(not shipped_models_present("face", "voice", "text"), reason="shipped models not present yet")
+def test_kiosk_on_the_sample_media_with_the_real_models_in_chromium() -> None:
+    drv = _browser()
+    ready: dict[str, Any] = {}
+    done = threading.Event()
+
+    def on_ready(url: str, kiosk: Any) -> None:
+        ready["url"], ready["kiosk"] = url, kiosk
+        done.set()
+
+    rc_box: list[int] = []
+    th = threading.Thread(target=lambda: rc_box.append(app.main(["--port", "0", "--duration", "8"],
+                                                                on_ready=on_ready)), daemon=True)
+    th.start()
+    try:
+        assert done.wait(60), "kiosk did not start"
+        drv.get(ready["url"])
+        body = drv.find_element("tag name", "body")
+        _wait(lambda: body.get_attribute("data-sensing") == "1", 10)
+        _wait(lambda: int(body.get_attribute("data-results") or 0) > 10, 10)
+        assert body.get_attribute("data-label") in (*LABELS, "unknown")
+        drv.save_screenshot(str(_screenshot_dir() / "kiosk-sample-media.png"))
+    finally:
+        drv.quit()
+        th.join(30)
+    assert rc_box == [0]
+
+
+def test_port_in_use_is_reported() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        with pytest.raises(OSError):
+            dash.DashboardServer(dash.EventHub(), port=s.getsockname()[1])
+    finally:
+        s.close()
