@@ -15,7 +15,7 @@ set -euo pipefail
 
 CHECK_NAME=chroot-install
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib_chroot.sh
+# shellcheck source=SCRIPTDIR/lib_chroot.sh
 . "$REPO/scripts/lib_chroot.sh"
 
 SUITE=bookworm

@@ -23,7 +23,7 @@ set -euo pipefail
 
 CHECK_NAME=qemu-arm64
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib_chroot.sh
+# shellcheck source=SCRIPTDIR/lib_chroot.sh
 . "$REPO/scripts/lib_chroot.sh"
 
 MODELS=$REPO/sdk/affectlite/models

@@ -522,8 +522,16 @@ def _validate_interpreter(v: Any, probs: _Problems) -> dict[str, Any]:
 
 
 def _effective_sections(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Option sections with the ``interpreter`` defaults filled into face/voice/text where not set."""
+    """Option sections with the ``interpreter`` defaults filled into face/voice/text where not set.
+
+    Mapping-valued options (``fusion.weights``...) given in part keep the defaults of the other keys.
+    """
     secs = {s: dict(data.get(s, {})) for s in PipelineOptions.SECTIONS if s in data}
+    schema = _option_schema()
+    for s, sec in secs.items():
+        for k, v in sec.items():
+            if isinstance(v, Mapping) and "dict[str,float]" in schema[s][k].kinds:
+                sec[k] = {**_default(s, k), **v}
     interp = data.get("interpreter", {})
     for key, val in interp.items():
         for model in _models_with(key):
@@ -1191,14 +1199,21 @@ def describe_detection(root: str = "/") -> str:
 
 def schema_markdown() -> str:
     """A Markdown table of every profile key, its type and allowed values (for the docs)."""
+    from .interpreters import BACKENDS
+
     rows = ["| key | allowed | default |", "|---|---|---|"]
     for sec, specs in _option_schema().items():
         for key, spec in specs.items():
             name = f"{sec}.{key}"
             d = _default(sec, key)
             d = list(d) if isinstance(d, tuple) else d
-            rows.append(f"| `{name}` | {spec.describe(key).replace('|', '/')} | `{yaml.safe_dump(d).strip()}` |"
-                        .replace("\n...", ""))
+            shown = yaml.safe_dump(d, default_flow_style=True, sort_keys=False, width=1000).strip()
+            shown = shown.removesuffix("...").strip()
+            allowed = spec.describe(key)
+            if callable(spec.choices):  # backends: the static list (registered plugins vary at run time)
+                allowed = dataclasses.replace(spec, choices=("auto", *BACKENDS)).describe(key) + \
+                    " (or a registered backend)"
+            rows.append(f"| `{name}` | {allowed.replace('|', '/')} | `{shown}` |")
     rows += [
         "| `interpreter.backend` | one of auto, litert, tflite_runtime, tf_lite (or a registered backend); "
         "or a mapping per model | `auto` |",
