@@ -414,3 +414,18 @@ def test_stateful_fusion_never_crashes(events: list[tuple[tuple[object, ...], in
             assert sum(r.probabilities) == pytest.approx(1.0)
             assert r.label in (*LABELS, UNKNOWN)
             assert r.result_ns == now
+
+
+# ------------------------------------------------------------------------------------------ learned head
+def test_head_features_layout() -> None:
+    from affectlite.fusion import head_features
+
+    pf = np.array(onehotish("happy", 0.9))
+    x = head_features({"face": pf, "voice": None, "text": np.array(onehotish("sad"))},
+                      {"face": 0.9, "voice": 0.5, "text": 0.3})
+    assert x.shape == (24,) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:7], np.log(pf) / np.log(1e4), atol=1e-6)
+    assert np.all(x[7:14] == 0)  # voice missing
+    assert np.all((x[14:21] < 0) & (x[14:21] >= -1))
+    np.testing.assert_allclose(x[21:], [0.75, 0.0, 0.25], atol=1e-6)
+    assert np.all(head_features({}, {}) == 0)
