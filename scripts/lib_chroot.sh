@@ -89,6 +89,13 @@ copy_base() {
     mkdir -p "$(dirname -- "$root")"
     cp -a "$cache" "$root"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # Trust the build host's local CAs too (a TLS-intercepting proxy in front of PyPI, for example):
+    # local certificates survive later ca-certificates updates inside the root, the bundle works at once.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        mkdir -p "$root/usr/local/share/ca-certificates"
+        cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+        cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+    fi
 }
 
 build_wheel() {  # repo out_dir -> prints the wheel path

@@ -11,8 +11,8 @@
 #                                    [--work DIR] [--reuse] [--keep]
 #
 #   --models DIR   folder with *.tflite (+ .card.json); default sdk/affectlite/models
-#   --media DIR    images/videos/audio/.txt to classify end to end (optional; without it only the raw
-#                  model outputs are compared)
+#   --media DIR    images/videos/audio/.txt to classify end to end; default sdk/affectlite/data (the
+#                  shipped sample video and speech); --media "" compares only the raw model outputs
 #   --reuse        keep the installed roots from an earlier run (re-runs install.sh, which is idempotent)
 #   --keep         do not delete the roots at the end
 #
@@ -28,6 +28,7 @@ REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 
 MODELS=$REPO/sdk/affectlite/models
 MEDIA=
+[ -d "$REPO/sdk/affectlite/data" ] && MEDIA=$REPO/sdk/affectlite/data   # the shipped sample video + speech
 TOL=0.03
 LSB=2
 WORK=${AFFECTLITE_CHECK_WORK:-/var/tmp/affectlite-checks}
@@ -38,7 +39,7 @@ KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --models) MODELS=$(readlink -f -- "$2"); shift 2 ;;
-        --media) MEDIA=$(readlink -f -- "$2"); shift 2 ;;
+        --media) MEDIA=${2:+$(readlink -f -- "$2")}; shift 2 ;;
         --tol) TOL=$2; shift 2 ;;
         --lsb) LSB=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;

@@ -284,3 +284,43 @@ def test_qemu_arm64_results_match_x86() -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=5400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "QEMU ARM64 CHECK: PASS" in r.stdout
+
+
+def _probe_report(raw: list[float], probs: dict[str, float], label: str) -> dict[str, object]:
+    return {"platform": {"machine": "x"}, "errors": [],
+            "models": {"face": {"backend": "litert", "runs": [[{"dtype": "int8", "scale": 0.0039, "values": raw}]]}},
+            "media": {"sample.wav": {"label": label, "confidence": max(probs.values()), "timestamp_ns": 5,
+                                     "probabilities": probs,
+                                     "voice": {"label": label, "probabilities": probs, "latency_ms": 3.0}}}}
+
+
+@pytest.mark.parametrize(("raw", "probs", "label", "ok"), [
+    ([-128, 5, 127], {"happy": 0.6, "sad": 0.4}, "happy", True),        # identical
+    ([-127, 6, 127], {"happy": 0.61, "sad": 0.39}, "happy", True),      # 1 step, 0.01: within tolerance
+    ([-128, 8, 127], {"happy": 0.6, "sad": 0.4}, "happy", False),       # 3 int8 steps
+    ([-128, 5, 127], {"happy": 0.55, "sad": 0.45}, "happy", False),     # 0.05 > tol 0.03
+])
+def test_model_probe_compare(tmp_path: Path, raw: list[float], probs: dict[str, float], label: str, ok: bool) -> None:
+    import json
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_probe_report([-128, 5, 127], {"happy": 0.6, "sad": 0.4}, "happy")))
+    b.write_text(json.dumps(_probe_report(raw, probs, label)))
+    r = subprocess.run(["python3", str(REPO / "scripts" / "model_probe.py"), "compare", str(a), str(b)],
+                       capture_output=True, text=True)
+    assert (r.returncode == 0) == ok, r.stdout
+    assert json.loads(r.stdout)["match"] is ok
+
+
+def test_model_probe_compare_labels(tmp_path: Path) -> None:
+    import json
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_probe_report([0], {"happy": 0.50, "sad": 0.49}, "happy")))
+    b.write_text(json.dumps(_probe_report([0], {"happy": 0.49, "sad": 0.50}, "sad")))  # a near tie may flip
+    cmd = ["python3", str(REPO / "scripts" / "model_probe.py"), "compare", str(a), str(b)]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    a.write_text(json.dumps(_probe_report([0], {"happy": 0.8, "sad": 0.2}, "happy")))
+    b.write_text(json.dumps(_probe_report([0], {"happy": 0.8, "sad": 0.2}, "sad")))  # a clear flip may not
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 1 and "label at . happy vs sad" in r.stdout

@@ -226,6 +226,9 @@ def test_unknown_name_and_missing_file(tmp_path: Path) -> None:
         P.load_profile(str(tmp_path / "nope.yaml"))
     with pytest.raises(ProfileError, match="is not a profile name or a path"):
         P.load_profile("rpi 5")
+    with pytest.raises(ProfileError, match="profile must be 'auto', a profile name or a path, got None"):
+        P.load_profile(None)  # type: ignore[arg-type]
+    assert P.load_profile(BUNDLED / "rpi4.yaml").name == "rpi4"  # a Path object
 
 
 def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:

@@ -805,7 +805,7 @@ def _build(layers: Sequence[_Layer], overrides: Mapping[str, Any] | None, *, nam
     return prof
 
 
-def load_profile(name_or_path: str = "auto", overrides: Mapping[str, Any] | None = None, *,
+def load_profile(name_or_path: str | os.PathLike[str] = "auto", overrides: Mapping[str, Any] | None = None, *,
                  root: str = "/") -> Profile:
     """Load, merge and validate a device profile.
 
@@ -823,9 +823,11 @@ def load_profile(name_or_path: str = "auto", overrides: Mapping[str, Any] | None
         ProfileError: the profile is missing, not valid YAML or does not validate; the message names the
             file and line, the key path, the bad value and what is allowed.
     """
-    if not isinstance(name_or_path, str) or not name_or_path.strip():
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(os.fspath(name_or_path)).strip():
         raise ProfileError(f"profile must be 'auto', a profile name or a path, got {_show(name_or_path)}")
-    ref = os.fspath(name_or_path)
+    ref = str(os.fspath(name_or_path))
+    if isinstance(name_or_path, os.PathLike) and not _looks_like_path(ref):
+        ref = os.path.join(".", ref)  # a Path object is always a file, even without a slash
     if ref == "auto":
         det = detect_device(root)
         ref, reason = det.profile, f"auto: {det.reason}"
