@@ -139,7 +139,9 @@ if [ "$DO_APT" -eq 1 ]; then
     for p in "${pkgs[@]}"; do apt_installed "$p" || missing+=("$p"); done
     want_picamera2=0
     if [ "$IS_JETSON" -eq 0 ] && ! apt_installed python3-picamera2; then want_picamera2=1; fi
-    if [ ${#missing[@]} -gt 0 ] || [ "$want_picamera2" -eq 1 ]; then
+    # Refresh the package lists when something must be installed, or when they are empty (fresh image).
+    if [ ${#missing[@]} -gt 0 ] || ! compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null \
+        || { [ "$want_picamera2" -eq 1 ] && compgen -G "/etc/apt/sources.list.d/raspi.*" >/dev/null; }; then
         log "apt-get update"
         apt-get update -qq
     fi

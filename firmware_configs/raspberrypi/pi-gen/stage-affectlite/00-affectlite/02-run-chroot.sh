@@ -9,4 +9,5 @@ if [ -d "${SRC}/wheels" ]; then
 fi
 extra=()
 if [ -s "${SRC}/install.args" ]; then read -r -a extra < "${SRC}/install.args" || true; fi
-bash "${SRC}/firmware_configs/raspberrypi/install.sh" "${args[@]}" "${extra[@]}"
+# pi-gen feeds this file to the chroot on stdin: keep the installer away from it.
+bash "${SRC}/firmware_configs/raspberrypi/install.sh" "${args[@]}" "${extra[@]}" < /dev/null
