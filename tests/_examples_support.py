@@ -46,12 +46,14 @@ def peaked(label: str, p: float = 0.88) -> tuple[float, ...]:
     return tuple(p if lab == label else rest for lab in LABELS)
 
 
-def frame_for(label: str | None, width: int = 160, height: int = 120) -> np.ndarray:
-    """A frame that :class:`ScriptedFace` reads as ``label`` (``None``: an empty scene, no face)."""
+def frame_for(label: str | None, width: int = 160, height: int = 120, track: int = 1) -> np.ndarray:
+    """A frame that :class:`ScriptedFace` reads as one face of ``label`` with track id ``track`` (``None``:
+    an empty scene, no face)."""
     img = np.zeros((height, width, 3), np.uint8)
     if label is not None:
         img[:, :, 0] = 16 + 32 * LABELS.index(label)
         img[:, :, 1] = 200  # face marker
+        img[:, :, 2] = track
     return img
 
 
@@ -69,7 +71,7 @@ class ScriptedFace:
         if frame[0, 0, 1] != 200:
             return ()
         label = LABELS[min(int(frame[0, 0, 0]) // 32, len(LABELS) - 1)]
-        return (FaceResult(1, Box(40, 30, 60, 60), 0.95, peaked(label), ts),)
+        return (FaceResult(int(frame[0, 0, 2]), Box(40, 30, 60, 60), 0.95, peaked(label), ts),)
 
     def close(self) -> None:
         pass
@@ -107,9 +109,11 @@ class LoudVoice:
         pass
 
 
-def scripted_camera(script: list[tuple[str | None, int]], fps: float = 30.0, realtime: bool = True) -> FakeCamera:
-    """A camera playing ``[(label_or_None, n_frames), ...]`` in order."""
-    frames = [frame_for(lab) for lab, n in script for _ in range(n)]
+def scripted_camera(script: list[tuple[str | None, int]] | list[tuple[str | None, int, int]], fps: float = 30.0,
+                    realtime: bool = True) -> FakeCamera:
+    """A camera playing ``[(label_or_None, n_frames[, track_id]), ...]`` in order."""
+    frames = [frame_for(step[0], track=int(step[2]) if len(step) > 2 else 1)  # type: ignore[misc]
+              for step in script for _ in range(int(step[1]))]
     return FakeCamera.from_images(frames, fps=fps, realtime=realtime)
 
 
