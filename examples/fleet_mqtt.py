@@ -133,6 +133,7 @@ class MqttPublisher:
                  timeout_s: float = 10.0) -> None:
         try:
             import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
         except ImportError as e:
             raise AffectliteError("publishing needs paho-mqtt: pip install paho-mqtt") from e
         self.topic = f"affectlite/fleet/{kiosk_id}/expressions"
@@ -140,7 +141,7 @@ class MqttPublisher:
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self._connected = threading.Event()
         self._rc: Any = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"affectlite-{kiosk_id}",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"affectlite-{kiosk_id}",
                                   clean_session=True)
         user = os.environ.get("MQTT_USERNAME")
         if user:
