@@ -206,6 +206,11 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
     with tempfile.TemporaryDirectory(prefix="affectlite-convert-") as tmp:
         work = Path(tmp)
         src = _q.load_source(model, onnx_env=onnx_env, workdir=work)
+        if src.keras_model is not None and getattr(src.keras_model, "outputs", None):
+            n_cls = src.keras_model.outputs[0].shape[-1]
+            if n_cls is not None and int(n_cls) != len(labels):
+                raise ConversionError(f"the model's first output has {n_cls} classes but card['labels'] lists "
+                                      f"{len(labels)}: {labels}")
         card_inputs = _align_card_inputs(card.get("inputs"), src.inputs)
         calib = _cal.load_data(representative, src.inputs, card_inputs, labels, mapping,
                                limit=max_calibration_samples, base_dir=out.parent, what="calibration",
@@ -345,7 +350,9 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
             sizes = {"source_bytes": src.source_bytes, "float_tflite_bytes": float_size,
                      "int8_tflite_bytes": len(content), "int8_over_float": round(len(content) / float_size, 4)}
             quant = {
-                "mode": "full-integer" if not ops["float_ops"] else "integer with float fallback",
+                "mode": "full-integer" if not [o for o in ops["float_ops"]
+                                                if not (o["boundary"] or o["weights_only"])]
+                        else "integer with float fallback",
                 "io_dtype": io_dtype, "per_channel": per_channel, "ops_sets": converted.ops_sets,
                 "float_ops": [{"op": o["op"], "reason": o["reason"]} for o in ops["float_ops"]],
                 "calibration": {"samples": calib.count, "source": calib.source, "min_samples": min_samples,

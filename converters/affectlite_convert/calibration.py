@@ -104,10 +104,10 @@ def labels_to_indices(labels: Any, card_labels: Sequence[str],
     lookup = _label_lookup(card_labels, label_mapping or {})
     out = []
     for v in arr.tolist():
-        key = str(v)
-        if key not in lookup:
-            raise InputError(f"label {key!r} is not one of the card's labels {list(card_labels)} (or a synonym)")
-        out.append(lookup[key])
+        idx = _class_index(str(v), lookup)
+        if idx is None:
+            raise InputError(f"label {str(v)!r} is not one of the card's labels {list(card_labels)} (or a synonym)")
+        out.append(idx)
     return np.asarray(out, dtype=np.int64)
 
 
@@ -238,6 +238,22 @@ def _runtime(module: str, attr: str, owner: str) -> Any:
                                f"which is not available: {e}. Pass preprocessed arrays instead") from e
 
 
+def _image_preprocessor(pre: Mapping[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """The runtime's image preprocessing for a card spec (``affectlite.preprocess``)."""
+    try:
+        mod = importlib.import_module("affectlite.preprocess")
+    except ImportError as e:
+        raise CalibrationError(f"calibrating from images needs affectlite.preprocess: {e}") from e
+    if hasattr(mod, "preprocess_image"):
+        fn = mod.preprocess_image
+        return lambda img: np.asarray(fn(img, dict(pre)))
+    try:
+        spec = mod.parse_image_spec(dict(pre), "card input preprocessing")
+    except Exception as e:
+        raise CalibrationError(f"the card input's image preprocessing spec is not usable: {e}") from e
+    return lambda img: np.asarray(mod.prepare_face(img, spec))
+
+
 def _single(inputs: Sequence[InputInfo], what: str, source: str) -> InputInfo:
     if len(inputs) != 1:
         raise CalibrationError(f"{what} from {source} works for one-input models; this model has "
@@ -314,15 +330,17 @@ def _from_image_folder(p: Path, inputs: Sequence[InputInfo], card_inputs: Sequen
                        what: str, progress: bool) -> CalibrationSet:
     info = _single(inputs, what, f"image folder {p}")
     pre = dict(card_inputs[0].get("preprocessing", {}) or {})
-    preprocess = _runtime("affectlite.preprocess", "preprocess_image", "images")
+    preprocess = _image_preprocessor(pre)
     found = list_files(p, IMAGE_SUFFIXES, limit=limit)
     xs = []
     for f in _progress(found.files, f"{what}: images", progress):
         img = read_image(f)
         try:
-            x = np.asarray(preprocess(img, pre), dtype=np.float32)
+            x = np.asarray(preprocess(img), dtype=np.float32)
         except Exception as e:
             raise CalibrationError(f"preprocessing {f} with the card's spec {pre} failed: {e}") from e
+        if x.ndim == len(info.shape) + 1 and x.shape[0] == 1:
+            x = x[0]
         xs.append(_fit_shape(x, info, str(f)))
     shapes = {x.shape for x in xs}
     if len(shapes) != 1:
@@ -341,23 +359,29 @@ def _from_audio_folder(p: Path, inputs: Sequence[InputInfo], card_inputs: Sequen
     pre = dict(card_inputs[0].get("preprocessing", {}) or {})
     load_audio = _runtime("affectlite.audio_features", "load_audio", "audio files")
     compute = _runtime("affectlite.audio_features", "compute_features", "audio files")
+    window_samples = _runtime("affectlite.audio_features", "window_samples", "audio files")
+    check_spec = _runtime("affectlite.audio_features", "check_spec", "audio files")
+    try:
+        full = check_spec(pre, "card input preprocessing")
+    except Exception as e:
+        raise CalibrationError(f"the card input's audio feature spec is not usable: {e}") from e
+    window = int(window_samples(full))
     found = list_files(p, AUDIO_SUFFIXES, limit=limit)
-    rate = int(pre.get("sample_rate", 16000))
-    frames = info.shape[0]
+    rate = int(full["sample_rate"])
     xs = []
     for f in _progress(found.files, f"{what}: audio", progress):
         try:
-            feats = np.asarray(compute(load_audio(f, rate), pre), dtype=np.float32)
+            audio = np.asarray(load_audio(f, rate), dtype=np.float32)
+            # one window per file, as the runtime sees it: a short clip is zero-padded at the end
+            # (affectlite.voice does the same), a long one gives its centre window
+            if audio.size < window:
+                audio = np.concatenate([audio, np.zeros(window - audio.size, np.float32)])
+            elif audio.size > window:
+                start = (audio.size - window) // 2
+                audio = audio[start:start + window]
+            feats = np.asarray(compute(audio, full), dtype=np.float32)
         except Exception as e:
             raise CalibrationError(f"audio features for {f} with the card's spec failed: {e}") from e
-        if frames is not None and feats.ndim >= 1 and feats.shape[0] != frames:
-            # centre crop a longer clip; pad a shorter one with zeros (normalised-feature mean) at the end
-            if feats.shape[0] > frames:
-                start = (feats.shape[0] - frames) // 2
-                feats = feats[start:start + frames]
-            else:
-                pad = [(0, frames - feats.shape[0])] + [(0, 0)] * (feats.ndim - 1)
-                feats = np.pad(feats, pad)
         xs.append(_fit_shape(feats, info, str(f)))
     shapes = {x.shape for x in xs}
     if len(shapes) != 1:

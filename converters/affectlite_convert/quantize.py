@@ -333,10 +333,13 @@ def _quiet() -> Iterator[None]:
         return
     import sys
 
+    import warnings
+
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as null:
+        with open(os.devnull, "w") as null, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             os.dup2(null.fileno(), 2)
             yield
     finally:
@@ -426,6 +429,8 @@ _FLOAT_REASONS = {
     "BIDIRECTIONAL_SEQUENCE_LSTM": "the fused bidirectional LSTM kernel has no int8 version",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "the fused RNN kernel has no int8 version",
     "CUSTOM": "a TensorFlow (Flex/custom) op outside the TFLite builtins",
+    "SPLIT": "an int8 SPLIT must give all its outputs the input's scale; these outputs have different ranges "
+             "(e.g. the gates of an LSTM step), so it runs in float between DEQUANTIZE and QUANTIZE",
     "DEQUANTIZE": "converts int8 back to float for a following float op",
     "QUANTIZE": "converts float to int8 at the boundary of a float region",
 }
@@ -442,8 +447,10 @@ def analyze_ops(content: bytes) -> dict[str, Any]:
     """List the ops of a ``.tflite`` flatbuffer and those that compute in float.
 
     Returns:
-        ``{"op_counts": {op: n}, "float_ops": [{"op", "index", "subgraph", "tensor", "reason"}]}``;
-        an op counts as float when one of its non-constant inputs or outputs is float32.
+        ``{"op_counts": {op: n}, "float_ops": [{"op", "index", "subgraph", "tensor", "reason", "boundary",
+        "weights_only"}]}``; an op counts as float when one of its non-constant inputs or outputs is float32;
+        ``boundary`` marks the QUANTIZE/DEQUANTIZE of float model inputs/outputs (``io_dtype="float32"``),
+        ``weights_only`` ops that compute on constants only (unfolded weight reshuffles).
     """
     schema = _schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -454,6 +461,11 @@ def analyze_ops(content: bytes) -> dict[str, Any]:
     for s in range(m.SubgraphsLength()):
         g = m.Subgraphs(s)
         g_inputs = {int(g.Inputs(i)) for i in range(g.InputsLength())}
+        g_outputs = {int(g.Outputs(i)) for i in range(g.OutputsLength())}
+        const: set[int] = set()  # constant tensors and tensors computed from constants only
+        for t in range(g.TensorsLength()):
+            if m.Buffers(g.Tensors(t).Buffer()).DataLength() > 0 and t not in g_inputs:
+                const.add(t)
         for k in range(g.OperatorsLength()):
             op = g.Operators(k)
             code = m.OperatorCodes(op.OpcodeIndex())
@@ -463,22 +475,31 @@ def analyze_ops(content: bytes) -> dict[str, Any]:
                 cc = code.CustomCode()
                 name = f"CUSTOM:{cc.decode() if cc else '?'}"
             counts[name] = counts.get(name, 0) + 1
-            tensors = [int(op.Inputs(i)) for i in range(op.InputsLength())] + \
-                      [int(op.Outputs(i)) for i in range(op.OutputsLength())]
+            ins = [int(op.Inputs(i)) for i in range(op.InputsLength()) if int(op.Inputs(i)) >= 0]
+            outs = [int(op.Outputs(i)) for i in range(op.OutputsLength())]
+            weights_only = bool(ins) and all(t in const for t in ins)
+            if weights_only:
+                const.update(outs)
             float_tensor = None
-            for t in tensors:
-                if t < 0:
-                    continue
+            for t in ins + outs:
                 tensor = g.Tensors(t)
-                is_const = m.Buffers(tensor.Buffer()).DataLength() > 0 and t not in g_inputs
-                if ttypes.get(tensor.Type()) == "FLOAT32" and not is_const:
+                if ttypes.get(tensor.Type()) == "FLOAT32" and not (t in const and t in ins):
                     float_tensor = tensor.Name().decode(errors="replace")
                     break
             if float_tensor is not None:
                 base = name.split(":")[0]
                 reason = _FLOAT_REASONS.get(base, "no int8 kernel in TFLITE_BUILTINS_INT8 for this op/shape, "
                                                   "so the converter kept it in float")
-                floats.append({"op": name, "index": k, "subgraph": s, "tensor": float_tensor, "reason": reason})
+                boundary = (base == "QUANTIZE" and ins[:1] and ins[0] in g_inputs) or (
+                    base == "DEQUANTIZE" and outs[:1] and outs[0] in g_outputs)
+                if boundary:
+                    reason = ("float model input/output converted to/from int8 (io_dtype float32); the "
+                              "computation itself is int8")
+                elif weights_only:
+                    reason = ("works on constant weights only (the converter did not fold it): a float " + base
+                              + " of weights at run time, not of activations; " + reason)
+                floats.append({"op": name, "index": k, "subgraph": s, "tensor": float_tensor, "reason": reason,
+                               "boundary": bool(boundary), "weights_only": weights_only})
     return {"op_counts": counts, "float_ops": floats}
 
 
