@@ -91,7 +91,7 @@ grep -q 'LIBCAMERA_LOG_LEVELS=' "$ROOT/var/lib/affectlite/profile.env" || fail "
 [ -f "$ROOT/etc/systemd/system/affectlite.service" ] || fail "unit not installed"
 [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/affectlite.service" ] || fail "unit not enabled"
 [ ! -e "$ROOT/etc/systemd/system/affectlite.service.d/10-network.conf" ] || fail "network drop-in present for network: none"
-in_root /opt/affectlite/venv/bin/python -c 'import cv2, numpy, ai_edge_litert; print(cv2.__version__, numpy.__version__)' \
+in_root /opt/affectlite/venv/bin/python -c 'import cv2, numpy; from ai_edge_litert.interpreter import Interpreter; print(cv2.__version__, numpy.__version__)' \
     > "$WORK/imports.log" 2>&1 || { cat "$WORK/imports.log" >&2; fail "venv cannot import cv2/numpy/litert"; }
 SYS_NUMPY=$(in_root /usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 VENV_NUMPY=$(in_root /opt/affectlite/venv/bin/python -c 'import numpy; print(numpy.__version__)')
