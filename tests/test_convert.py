@@ -306,7 +306,7 @@ def test_float_only_op_is_named_with_reason(tmp_path: Path) -> None:
 def test_image_folder_by_class_uses_runtime_preprocessing(image_model: Any, tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     pre = pytest.importorskip("affectlite.preprocess")
-    m, x, y, xv, yv = image_model
+    m, x, y, _, _ = image_model
     root = tmp_path / "imgs"
     for i, (img, lab) in enumerate(zip(x[:60], y[:60], strict=True)):
         d = root / LABELS3[lab]
@@ -426,7 +426,7 @@ def test_wrong_input_shape_is_refused(image_model: Any, tmp_path: Path) -> None:
 
 def test_label_count_must_match_outputs(image_model: Any, tmp_path: Path) -> None:
     m, x, *_ = image_model
-    with pytest.raises(ConversionError, match="3 classes but card\\['labels'\\] lists 2"):
+    with pytest.raises(ConversionError, match=r"3 classes but card\['labels'\] lists 2"):
         convert(m, tmp_path / "a.tflite", x, _card(labels=["a", "b"]), **FAST)
     with pytest.raises(ConversionError, match="labels"):
         convert(m, tmp_path / "a.tflite", x, {"name": "x"}, **FAST)
@@ -454,7 +454,7 @@ def test_unknown_format_and_missing_model(tmp_path: Path) -> None:
         convert(tmp_path / "folder", tmp_path / "a.tflite", np.zeros((20, 4), np.float32), _card(), **FAST)
     with pytest.raises(ConversionError, match="does not exist"):
         convert(tmp_path / "nope.keras", tmp_path / "a.tflite", np.zeros((20, 4), np.float32), _card(), **FAST)
-    with pytest.raises(ConversionError, match="must end in .tflite"):
+    with pytest.raises(ConversionError, match=r"must end in \.tflite"):
         convert(tmp_path / "nope.keras", tmp_path / "a.bin", np.zeros((20, 4), np.float32), _card(), **FAST)
 
 
@@ -522,7 +522,7 @@ def test_labels_to_indices_and_list_files(tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "x.wav").write_bytes(b"")
     assert ds.list_files(tmp_path / "flat", ds.AUDIO_SUFFIXES).labels is None
-    with pytest.raises(CalibrationError, match="no .* files"):
+    with pytest.raises(CalibrationError, match=r"no .* files"):
         ds.list_files(tmp_path / "flat", ds.IMAGE_SUFFIXES)
 
 

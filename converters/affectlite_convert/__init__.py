@@ -220,8 +220,11 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
             if note not in src.notes:
                 src.notes.append(note)
         if calib.count > max_calibration_samples:
-            calib.arrays = {k: v[:max_calibration_samples] for k, v in calib.arrays.items()}
-            calib.labels = calib.labels[:max_calibration_samples] if calib.labels is not None else None
+            # a deterministic random subset (not the first N: data is often sorted by class)
+            keep = np.sort(np.random.default_rng(0).choice(calib.count, max_calibration_samples, replace=False))
+            calib.arrays = {k: v[keep] for k, v in calib.arrays.items()}
+            calib.labels = calib.labels[keep] if calib.labels is not None else None
+            calib.source += f", random subset of {max_calibration_samples}"
         warnings += _cal.check_count(calib.count, min_samples, recommended_samples)
         shapes = _q.check_shapes(src, calib.arrays)
 

@@ -332,7 +332,6 @@ def _quiet() -> Iterator[None]:
         yield
         return
     import sys
-
     import warnings
 
     sys.stderr.flush()
