@@ -233,7 +233,8 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
         names = [i.name for i in src.inputs]
         rep = _cal.samples(calib.arrays, names)
         converted = _q.convert_int8(static_dir, rep, io_dtype=io_dtype, per_channel=per_channel,
-                                    allow_float_ops=allow_float_ops, float_content=float_content)
+                                    allow_float_ops=allow_float_ops, float_content=float_content,
+                                    progress=progress)
         content = converted.content
         ops = _q.analyze_ops(content)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -325,26 +326,33 @@ def _converter(saved_model_dir: Path) -> Any:
     return _tf().lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
 
 
+_real_stderr: Any = None  # the terminal while _quiet() silences fd 2 (progress bars write here)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence absl/TF chatter on stderr during conversion (fd-level, restored afterwards)."""
+    global _real_stderr
     if os.environ.get("AFFECTLITE_CONVERT_VERBOSE"):
         yield
         return
-    import sys
     import warnings
 
     sys.stderr.flush()
     saved = os.dup(2)
+    real = os.fdopen(os.dup(saved), "w")
     try:
         with open(os.devnull, "w") as null, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             os.dup2(null.fileno(), 2)
+            _real_stderr = real
             yield
     finally:
+        _real_stderr = None
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+        real.close()
 
 
 def convert_float(saved_model_dir: Path) -> bytes:
@@ -359,7 +367,8 @@ def convert_float(saved_model_dir: Path) -> bytes:
 
 def convert_int8(saved_model_dir: Path, representative: Sequence[dict[str, np.ndarray]], *,
                  io_dtype: str = "int8", per_channel: bool = True,
-                 allow_float_ops: bool = True, float_content: bytes | None = None) -> ConvertedModel:
+                 allow_float_ops: bool = True, float_content: bytes | None = None,
+                 progress: bool = False) -> ConvertedModel:
     """Full-integer conversion with a representative dataset.
 
     Args:
@@ -369,6 +378,7 @@ def convert_int8(saved_model_dir: Path, representative: Sequence[dict[str, np.nd
         per_channel: Per-channel weight quantisation (``False``: per-tensor).
         allow_float_ops: Allow float builtins for ops without an int8 kernel (listed by :func:`analyze_ops`).
         float_content: The float conversion when already done (checked for WHILE loops before calibrating).
+        progress: Progress bar over the calibration samples (on stderr, only when it is a terminal).
 
     Raises:
         ConversionError: no op set worked (message has each attempt's error).
@@ -383,7 +393,21 @@ def convert_int8(saved_model_dir: Path, representative: Sequence[dict[str, np.nd
                               "(keras LSTM/GRU(unroll=True) with a fixed sequence length) before exporting")
 
     def rep() -> Iterator[dict[str, np.ndarray]]:
-        yield from representative
+        bar = None
+        out = _real_stderr or sys.stderr
+        if progress and out.isatty():
+            try:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(representative), desc="calibrate", unit="sample", leave=False, file=out)
+            except ImportError:
+                bar = None
+        for sample in representative:
+            yield sample
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
 
     tf_io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]
     plans: list[tuple[str, list[Any]]] = [("TFLITE_BUILTINS_INT8", [tf.lite.OpsSet.TFLITE_BUILTINS_INT8])]
