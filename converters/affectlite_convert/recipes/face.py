@@ -1,0 +1,450 @@
+"""Recipe: train the face expression classifier on FER2013, quantize it to int8, write its card.
+
+Reproduce the shipped model with::
+
+    affectlite train face --data ../shared/datasets/fer2013 --out runs/face --epochs 40 --seed 1
+
+or ``python -m affectlite_convert.recipes.face --data ... --out ...``.
+
+Steps:
+
+1. Decode every JPEG of ``train/`` and ``public_test/`` once into a uint8 numpy cache (``--cache``,
+   default ``OUT/cache``); folder names go through :func:`affectlite.labels.canonical_label` and the model
+   outputs follow :data:`affectlite.labels.LABELS`.
+2. Train a compact VGG-style CNN (48x48 grey input, ~0.5 M parameters) with on-the-fly augmentation
+   (horizontal flip, rotation, zoom, shift, brightness/contrast, random erasing), square-root inverse
+   frequency class weights, label smoothing, AdamW with a warm-up + cosine learning rate, fixed seed.
+   Each epoch is checkpointed (``OUT/ckpt/last.keras`` + ``OUT/state.json``); rerunning the same command
+   resumes. The checkpoint with the best ``public_test`` accuracy is kept as ``OUT/best.keras``.
+3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set from the
+   training images, validation on ``public_test``) and write ``OUT/face.tflite`` + ``OUT/face.card.json``.
+
+The input preprocessing the model expects is written to its card and implemented once in
+:mod:`affectlite.preprocess` (the runtime uses the same code on camera crops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectlite._io import atomic_write_text
+from affectlite.labels import LABELS, canonical_label
+
+__all__ = ["IMAGE_SIZE", "PREPROCESSING", "build_model", "load_split", "main", "train"]
+
+IMAGE_SIZE = 48
+#: Mean and standard deviation of the FER2013 training pixels after scaling to [0, 1].
+PIX_MEAN = 0.5077
+PIX_STD = 0.2550
+#: The preprocessing spec written to the card (interpreted by :mod:`affectlite.preprocess`).
+PREPROCESSING: dict[str, Any] = {
+    "color": "grey",
+    "size": [IMAGE_SIZE, IMAGE_SIZE],
+    "scale": 1.0 / 255.0,
+    "mean": PIX_MEAN,
+    "std": PIX_STD,
+    "resize": "area",
+    "crop_margin": 0.1,
+    "layout": "NHWC",
+}
+_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+# ----------------------------------------------------------------------------------------------- data
+def load_split(data_dir: str | os.PathLike[str], split: str,
+               cache_dir: str | os.PathLike[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load one FER2013-style split (``DIR/split/<label>/*.jpg``) as uint8 images and label indices.
+
+    Args:
+        data_dir: The dataset root (e.g. ``../shared/datasets/fer2013``).
+        split: Sub-folder, e.g. ``"train"`` or ``"public_test"``.
+        cache_dir: Where to keep the decoded ``.npz`` cache (never inside the dataset folder).
+
+    Returns:
+        ``(x, y)``: ``x`` of shape (N, 48, 48) uint8, ``y`` of shape (N,) int64 indices into ``LABELS``.
+    """
+    import cv2  # the converter environment has OpenCV (also an SDK extra)
+
+    root = Path(data_dir) / split
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder {root}: --data must contain '{split}/<label>/*.jpg'")
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"fer_{split}_{IMAGE_SIZE}.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                return z["x"], z["y"].astype(np.int64)
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        lab = canonical_label(sub.name)
+        if lab is None:
+            print(f"warning: skipping folder {sub} (label {sub.name!r} is not in {LABELS})", file=sys.stderr)
+            continue
+        for f in sorted(sub.iterdir()):
+            if f.suffix.lower() not in _IMAGE_EXT:
+                continue
+            im = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+            if im is None:
+                print(f"warning: cannot decode {f}", file=sys.stderr)
+                continue
+            if im.shape != (IMAGE_SIZE, IMAGE_SIZE):
+                im = cv2.resize(im, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+            xs.append(im)
+            ys.append(LABELS.index(lab))
+    if not xs:
+        raise FileNotFoundError(f"no images under {root}")
+    x = np.stack(xs).astype(np.uint8)
+    y = np.asarray(ys, dtype=np.int64)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, x=x, y=y)
+        os.replace(tmp, cache)
+    return x, y
+
+
+def normalise(x_uint8: Any) -> Any:
+    """uint8 grey pixels -> the float model input (same arithmetic as ``affectlite.preprocess``)."""
+    return (x_uint8 * (1.0 / 255.0) - PIX_MEAN) / PIX_STD
+
+
+# ---------------------------------------------------------------------------------------------- model
+def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0) -> Any:
+    """A compact VGG-style CNN: 48x48x1 normalised grey -> 7 softmax probabilities (``LABELS`` order).
+
+    Args:
+        width: Channels of the first stage (stages use width, 2w, 4w, 8w).
+        dropout: Dropout before the classifier.
+        weight_decay: Unused (AdamW applies decoupled weight decay); kept for experiments.
+
+    Returns:
+        An uncompiled ``keras.Model``.
+    """
+    import keras
+    from keras import layers
+
+    del weight_decay
+
+    def cbr(x: Any, ch: int, name: str) -> Any:
+        x = layers.Conv2D(ch, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    inp = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
+    w = width
+    x = cbr(inp, w, "s1a")                               # 48x48
+    x = layers.MaxPooling2D(2, name="p1")(x)             # 24
+    x = cbr(x, 2 * w, "s2a")
+    x = cbr(x, 2 * w, "s2b")
+    x = layers.MaxPooling2D(2, name="p2")(x)             # 12
+    x = cbr(x, 4 * w, "s3a")
+    x = cbr(x, 4 * w, "s3b")
+    x = layers.MaxPooling2D(2, name="p3")(x)             # 6
+    x = cbr(x, 8 * w, "s4a")
+    x = cbr(x, 8 * w, "s4b")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="drop")(x)
+    x = layers.Dense(len(LABELS), name="logits")(x)
+    out = layers.Softmax(name="probs")(x)
+    return keras.Model(inp, out, name="affectlite_face")
+
+
+def _augment_batch(x: Any, seed_gen: Any, erase_prob: float = 0.0) -> Any:
+    """Random affine (flip, rotation, zoom, shift) + brightness/contrast + erasing on a float batch.
+
+    ``x``: (B, 48, 48, 1) float32 in [0, 255]. Returns the same shape, still in [0, 255].
+    """
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    s = float(IMAGE_SIZE)
+    c = (s - 1.0) / 2.0
+
+    def u(lo: float, hi: float) -> Any:
+        return seed_gen.uniform([b], lo, hi)
+
+    ang = u(-10.0, 10.0) * (math.pi / 180.0)
+    zoom = u(0.9, 1.1)
+    tx = u(-3.0, 3.0)
+    ty = u(-3.0, 3.0)
+    flip = tf.cast(seed_gen.uniform([b]) < 0.5, tf.float32) * -2.0 + 1.0  # -1 (flip) or 1
+    cos = tf.cos(ang) / zoom
+    sin = tf.sin(ang) / zoom
+    # output (xo, yo) -> input: xi = a0*xo + a1*yo + a2 ; yi = b0*xo + b1*yo + b2 (about the centre)
+    a0 = cos * flip
+    a1 = -sin
+    b0 = sin * flip
+    b1 = cos
+    a2 = c - a0 * c - a1 * c + tx
+    b2 = c - b0 * c - b1 * c + ty
+    zeros = tf.zeros_like(a0)
+    mat = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=mat, output_shape=tf.constant([IMAGE_SIZE, IMAGE_SIZE]),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    # brightness / contrast
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    contrast = tf.reshape(u(0.7, 1.3), [-1, 1, 1, 1])
+    bright = tf.reshape(u(-25.0, 25.0), [-1, 1, 1, 1])
+    x = (x - mean) * contrast + mean + bright
+    # random erasing (one rectangle, in a fraction erase_prob of the images)
+    ey = tf.reshape(u(0.0, s), [-1, 1, 1, 1])
+    ex = tf.reshape(u(0.0, s), [-1, 1, 1, 1])
+    eh = tf.reshape(u(6.0, 18.0), [-1, 1, 1, 1])
+    ew = tf.reshape(u(6.0, 18.0), [-1, 1, 1, 1])
+    on = tf.reshape(tf.cast(seed_gen.uniform([b]) < erase_prob, tf.float32), [-1, 1, 1, 1])
+    grid = tf.range(s, dtype=tf.float32)
+    gy = tf.reshape(grid, [1, -1, 1, 1])
+    gx = tf.reshape(grid, [1, 1, -1, 1])
+    inside = tf.cast((gy >= ey) & (gy < ey + eh) & (gx >= ex) & (gx < ex + ew), tf.float32) * on
+    x = x * (1.0 - inside) + mean * inside
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def _class_weights(y: np.ndarray, power: float = 0.5) -> np.ndarray:
+    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
+    w = (counts.sum() / np.maximum(counts, 1.0)) ** power
+    w = w / float((w * counts).sum() / counts.sum())  # mean weight over samples = 1
+    out: np.ndarray = w.astype(np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- train
+def _resumed_cosine_class() -> Any:
+    import keras
+
+    @keras.saving.register_keras_serializable("affectlite")
+    class ResumedCosine(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore[misc]
+        """Cosine from ``lr0`` at ``start`` to ``lr_end`` at ``end`` (used when a run's length changes)."""
+
+        def __init__(self, lr0: float, start: int, end: int, lr_end: float) -> None:
+            self.lr0, self.start, self.end, self.lr_end = float(lr0), int(start), int(end), float(lr_end)
+
+        def __call__(self, step: Any) -> Any:
+            f = keras.ops.clip((keras.ops.cast(step, "float32") - self.start) / max(1, self.end - self.start),
+                               0.0, 1.0)
+            return self.lr_end + (self.lr0 - self.lr_end) * 0.5 * (1.0 + keras.ops.cos(math.pi * f))
+
+        def get_config(self) -> dict[str, Any]:
+            return {"lr0": self.lr0, "start": self.start, "end": self.end, "lr_end": self.lr_end}
+
+    return ResumedCosine
+
+
+def _progress_callback() -> Any:
+    import keras
+
+    class Progress(keras.callbacks.Callback):  # type: ignore[misc]
+        """Prints a line every 100 training steps (time, loss) so long runs can be watched."""
+
+        def __init__(self, t0: float) -> None:
+            super().__init__()
+            self.t0 = t0
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if (batch + 1) % 100 == 0:
+                loss = float((logs or {}).get("loss", float("nan")))
+                print(f"  step {batch + 1} {time.time() - self.t0:.0f}s loss {loss:.4f}", flush=True)
+
+    return Progress
+
+
+def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_size: int = 128,
+          lr: float = 3e-3, width: int = 16, cache_dir: str | None = None, threads: int | None = None,
+          max_minutes: float | None = None) -> dict[str, Any]:
+    """Train (or resume) the classifier; returns a summary dict. See the module docstring."""
+    import keras
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    out = Path(out_dir)
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    cache = cache_dir if cache_dir is not None else str(out / "cache")
+    xtr, ytr = load_split(data_dir, "train", cache)
+    xva, yva = load_split(data_dir, "public_test", cache)
+    print(f"train {len(ytr)} {np.bincount(ytr, minlength=len(LABELS)).tolist()}  "
+          f"public_test {len(yva)}", flush=True)
+
+    keras.utils.set_random_seed(seed)
+    steps_per_epoch = math.ceil(len(ytr) / batch_size)
+    total_steps = steps_per_epoch * epochs
+    warm = min(steps_per_epoch // 2, total_steps // 10)
+
+    state_path = out / "state.json"
+    state: dict[str, Any] = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [],
+                             "config": {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+                                        "width": width}}
+    last = out / "ckpt" / "last.keras"
+    _ResumedCosine = _resumed_cosine_class()
+    if state_path.is_file() and last.is_file():
+        state = json.loads(state_path.read_text())
+        cfg = dict(state["config"])
+        if {k: v for k, v in cfg.items() if k != "epochs"} != {"seed": seed, "batch_size": batch_size, "lr": lr,
+                                                              "width": width}:
+            raise SystemExit(f"{out} holds a run with another config {state['config']}; use a new --out")
+        model = keras.models.load_model(last, compile=True)
+        if cfg["epochs"] != epochs:
+            # shorten/lengthen a run: anneal from the current learning rate to the new end
+            if epochs <= int(state["epoch"]):
+                raise SystemExit(f"{out} already trained {state['epoch']} epochs; --epochs must be larger")
+            step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+            now = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            model.optimizer.learning_rate = _ResumedCosine(now, step, total_steps, 0.01 * lr)
+            state["config"]["epochs"] = epochs
+            state.setdefault("schedule_changes", []).append({"at_epoch": state["epoch"], "epochs": epochs})
+            print(f"schedule: cosine from lr {now:.2e} at step {step} to step {total_steps}", flush=True)
+        print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
+    else:
+        model = build_model(width)
+        sched = keras.optimizers.schedules.CosineDecay(
+            0.0 if warm else lr, decay_steps=max(total_steps - warm, 1), alpha=0.01,
+            warmup_target=lr if warm else None, warmup_steps=warm)
+        opt = keras.optimizers.AdamW(learning_rate=sched, weight_decay=5e-4)
+        model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+                      metrics=["accuracy"])
+    model.summary(print_fn=lambda s, **_: print(s, flush=True))
+
+    cw = _class_weights(ytr)
+    seed_gen = tf.random.Generator.from_seed(seed + 1000 * int(state["epoch"]))
+
+    def make_train(epoch: int) -> Any:
+        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr))
+        ds = ds.shuffle(len(ytr), seed=seed * 7919 + epoch, reshuffle_each_iteration=False)
+        ds = ds.batch(batch_size, drop_remainder=False)
+
+        def prep(xb: Any, yb: Any) -> Any:
+            xf = tf.cast(xb[..., None], tf.float32)
+            xf = _augment_batch(xf, seed_gen)
+            yo = tf.one_hot(yb, len(LABELS))
+            return normalise(xf), yo, tf.gather(cw, yb)
+
+        return ds.map(prep, num_parallel_calls=1).prefetch(2)
+
+    _Progress = _progress_callback()
+    xva_n = normalise(xva[..., None].astype(np.float32))
+    t_start = time.time()
+    for epoch in range(int(state["epoch"]), epochs):
+        t0 = time.time()
+        hist = model.fit(make_train(epoch), epochs=1, verbose=0, steps_per_epoch=steps_per_epoch,
+                         callbacks=[_Progress(t0)])
+        probs = model.predict(xva_n, batch_size=512, verbose=0)
+        acc = float((probs.argmax(1) == yva).mean())
+        rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
+               "train_acc": float(hist.history["accuracy"][-1]), "val_acc": acc,
+               "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+               "seconds": round(time.time() - t0, 1)}
+        state["history"].append(rec)
+        print(json.dumps(rec), flush=True)
+        if acc > state["best_acc"]:
+            state["best_acc"], state["best_epoch"] = acc, epoch + 1
+            model.save(out / "ckpt" / "best.tmp.keras")
+            os.replace(out / "ckpt" / "best.tmp.keras", out / "best.keras")
+        model.save(out / "ckpt" / "last.tmp.keras")
+        os.replace(out / "ckpt" / "last.tmp.keras", last)
+        state["epoch"] = epoch + 1
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+        if max_minutes is not None and (time.time() - t_start) / 60.0 > max_minutes and epoch + 1 < epochs:
+            print(f"stopping after {max_minutes} min (resume by rerunning)", flush=True)
+            break
+    return state
+
+
+# -------------------------------------------------------------------------------------------- convert
+def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str | None = None,
+                 epochs: int | None = None) -> Path:
+    """Quantize ``OUT/best.keras`` to int8 with the converter and write ``OUT/face.tflite`` + card."""
+    import keras
+
+    from affectlite.preprocess import parse_image_spec, prepare_faces
+    from affectlite_convert import convert
+
+    out = Path(out_dir)
+    cache = cache_dir if cache_dir is not None else str(out / "cache")
+    xtr, ytr = load_split(data_dir, "train", cache)
+    xva, yva = load_split(data_dir, "public_test", cache)
+    model = keras.models.load_model(out / "best.keras", compile=False)
+    rng = np.random.default_rng(seed)
+    # representative set: 100 images per class from train (balanced), normalised like at runtime
+    idx = np.concatenate([rng.choice(np.flatnonzero(ytr == k), size=min(100, int((ytr == k).sum())),
+                                     replace=False) for k in range(len(LABELS))])
+    spec = parse_image_spec(PREPROCESSING)
+    rep = prepare_faces(list(xtr[idx]), spec)  # the runtime's own preprocessing code
+    val = prepare_faces(list(xva), spec)
+    state = json.loads((out / "state.json").read_text()) if (out / "state.json").is_file() else {}
+    card = {
+        "name": "affectlite-face-fer2013",
+        "version": "1.0.0",
+        "task": "face",
+        "labels": list(LABELS),
+        "inputs": [{"name": "image", "kind": "image", "preprocessing": dict(PREPROCESSING)}],
+        "outputs": [{"name": "probs", "kind": "probabilities"}],
+        "training": {
+            "data": "FER2013 train split (28,709 48x48 grey face crops, ICML 2013 representation-learning "
+                    "challenge), from ../shared/datasets/fer2013/train",
+            "terms": "FER2013: web-scraped images, research use, no explicit licence; the images are not "
+                     "redistributed (only the trained weights are)",
+            "split": "model selected on FER2013 public_test (3,589 images); PrivateTest held back",
+            "recipe": f"affectlite train face --data ../shared/datasets/fer2013 --out DIR "
+                      f"--epochs {state.get('config', {}).get('epochs', epochs)} --seed {seed}",
+            "best_epoch": state.get("best_epoch"),
+        },
+        "limitations": [
+            "FER2013 has demographic biases (age, skin tone, gender presentation are not balanced) and "
+            "accuracy differs between groups; it has not been audited per group.",
+            "Trained on posed/web images of mostly frontal faces; profile, occluded, low-light or very small "
+            "faces are less reliable.",
+            "Outputs an estimate of the displayed facial expression, not of the emotion a person feels.",
+            "'disgust' is rare in the training data (436 images) and has the lowest recall.",
+        ],
+    }
+    dest = out / "face.tflite"
+    res = convert(model, dest, rep, card, validation=(val, yva),
+                  validation_split="FER2013 public_test (3,589 images; also used for model selection)",
+                  report_dir=out / "report", latency_threads=[1])
+    if not res.passed:
+        print("conversion checks failed:\n  - " + "\n  - ".join(res.failures), file=sys.stderr)
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return dest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``affectlite train face``. Returns a process exit code."""
+    p = argparse.ArgumentParser(prog="affectlite train face", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="FER2013 root with train/ and public_test/")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, log, face.tflite + card)")
+    p.add_argument("--epochs", type=int, default=7)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--cache", default=None, help="decoded-image cache folder (default OUT/cache)")
+    p.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    p.add_argument("--no-convert", action="store_true", help="train only")
+    a = p.parse_args(list(argv) if argv is not None else None)
+    state = train(a.data, a.out, epochs=a.epochs, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
+                  width=a.width, cache_dir=a.cache, threads=a.threads, max_minutes=a.max_minutes)
+    print(f"best public_test accuracy (float) {state['best_acc']:.4f} at epoch {state['best_epoch']}")
+    if a.no_convert or state["epoch"] < a.epochs:
+        return 0
+    dest = convert_best(a.data, a.out, seed=a.seed, cache_dir=a.cache, epochs=a.epochs)
+    print(f"wrote {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

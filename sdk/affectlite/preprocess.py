@@ -1,0 +1,301 @@
+"""Image preprocessing shared by training, converter calibration and the runtime (numpy only).
+
+A face model's card describes its image input in ``inputs[0].preprocessing``::
+
+    {"color": "grey" | "rgb", "size": [48, 48], "scale": 0.00392156862745098,
+     "mean": 0.5077, "std": 0.255,          # float, or one value per channel
+     "resize": "area" | "bilinear" | "nearest", "crop_margin": 0.15, "layout": "NHWC"}
+
+The model input is ``(resize(colour(crop)) * scale - mean) / std`` as float32, shape ``(1, H, W, C)``.
+:func:`parse_image_spec` validates the dict once; :func:`prepare_face` applies it to one crop. The
+training recipe (``affectlite_convert.recipes.face``) uses the same arithmetic, so what the device computes
+is what the model was trained and calibrated on.
+
+Resizing is implemented here in numpy (area = exact box filter with fractional pixel coverage, computed as
+two small matrix products), so results do not depend on whether OpenCV is installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, ModelCardError
+
+__all__ = [
+    "ImageSpec",
+    "crop_box",
+    "parse_image_spec",
+    "prepare_face",
+    "prepare_faces",
+    "resize",
+    "square_box",
+    "to_grey",
+    "to_rgb",
+]
+
+#: ITU-R BT.601 luma weights (what OpenCV's RGB2GRAY and most JPEG decoders use).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_RESIZE_MODES = ("area", "bilinear", "nearest")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A validated image preprocessing spec (see the module docstring).
+
+    Attributes:
+        color: ``"grey"`` (1 channel) or ``"rgb"`` (3 channels).
+        size: Model input ``(height, width)``.
+        scale: Multiplier applied to uint8 pixel values.
+        mean: Subtracted after scaling (one value, or one per channel).
+        std: Divides after subtracting the mean (one value, or one per channel).
+        resize: Interpolation: ``"area"``, ``"bilinear"`` or ``"nearest"``.
+        crop_margin: Margin around a detector box the model was trained with (fraction of the box side).
+    """
+
+    color: str = "grey"
+    size: tuple[int, int] = (48, 48)
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    resize: str = "area"
+    crop_margin: float = 0.15
+
+    @property
+    def channels(self) -> int:
+        """Number of channels of the model input."""
+        return 1 if self.color == "grey" else 3
+
+
+def _floats(v: Any, name: str, n: int, where: str) -> tuple[float, ...]:
+    vals = list(v) if isinstance(v, (list, tuple)) else [v]
+    if not vals or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                           for x in vals):
+        raise ModelCardError(f"{where}: '{name}' must be a finite number or a list of {n}, got {v!r}")
+    if len(vals) not in (1, n):
+        raise ModelCardError(f"{where}: '{name}' has {len(vals)} values, expected 1 or {n}")
+    return tuple(float(x) for x in vals)
+
+
+def parse_image_spec(pre: Mapping[str, Any], where: str = "card input 0 preprocessing") -> ImageSpec:
+    """Validate a card's image preprocessing dict.
+
+    Args:
+        pre: The ``preprocessing`` mapping of an ``image`` input.
+        where: Context for error messages.
+
+    Returns:
+        The parsed :class:`ImageSpec`.
+
+    Raises:
+        ModelCardError: a key has a wrong type or value (the message names the key and the allowed values).
+    """
+    color = str(pre.get("color", "grey")).lower()
+    if color in ("gray", "grayscale", "greyscale", "l"):
+        color = "grey"
+    if color not in ("grey", "rgb"):
+        raise ModelCardError(f"{where}: 'color' must be 'grey' or 'rgb', got {pre.get('color')!r}")
+    size = pre.get("size", [48, 48])
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 4 <= s <= 4096 for s in size)):
+        raise ModelCardError(f"{where}: 'size' must be [height, width] integers in 4..4096, got {size!r}")
+    n = 1 if color == "grey" else 3
+    scale = _floats(pre.get("scale", 1.0 / 255.0), "scale", 1, where)[0]
+    mean = _floats(pre.get("mean", 0.0), "mean", n, where)
+    std = _floats(pre.get("std", 1.0), "std", n, where)
+    if any(s <= 0 for s in std):
+        raise ModelCardError(f"{where}: 'std' must be > 0, got {pre.get('std')!r}")
+    mode = str(pre.get("resize", "area")).lower()
+    if mode not in _RESIZE_MODES:
+        raise ModelCardError(f"{where}: 'resize' must be one of {', '.join(_RESIZE_MODES)}, got {mode!r}")
+    margin = _floats(pre.get("crop_margin", 0.15), "crop_margin", 1, where)[0]
+    if not 0.0 <= margin <= 2.0:
+        raise ModelCardError(f"{where}: 'crop_margin' must be in 0..2, got {margin}")
+    layout = str(pre.get("layout", "NHWC")).upper()
+    if layout != "NHWC":
+        raise ModelCardError(f"{where}: only layout 'NHWC' is supported, got {layout!r}")
+    return ImageSpec(color=color, size=(int(size[0]), int(size[1])), scale=scale, mean=mean, std=std,
+                     resize=mode, crop_margin=margin)
+
+
+# --------------------------------------------------------------------------------------------- colour
+def _as_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise InputError(f"{what} must be HxW grey or HxWx3 RGB, got shape {list(arr.shape)}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(f"{what} is empty (shape {list(arr.shape)})")
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind == "f":
+            if not np.all(np.isfinite(arr)):
+                raise InputError(f"{what} contains NaN or infinity")
+            hi = float(arr.max()) if arr.size else 0.0
+            arr = arr * 255.0 if hi <= 1.0 else arr  # float images in 0..1 or 0..255
+        elif arr.dtype.kind not in "iub":
+            raise InputError(f"{what} must be uint8 (or float/int pixels), got dtype {arr.dtype}")
+        arr = np.clip(np.rint(arr.astype(np.float64)), 0, 255).astype(np.uint8)
+    return arr
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """RGB (or grey) uint8 image -> float32 grey ``(H, W)`` in 0..255 (BT.601 luma)."""
+    arr = _as_image(image)
+    if arr.ndim == 2:
+        return arr.astype(np.float32)
+    out: np.ndarray = arr.astype(np.float32) @ _LUMA
+    return out
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Grey or RGB uint8 image -> float32 RGB ``(H, W, 3)`` in 0..255."""
+    arr = _as_image(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return arr.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------- resize
+@functools.lru_cache(maxsize=64)
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights: output pixel i averages input [i*s, (i+1)*s) with fractional coverage."""
+    s = n_in / n_out
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    for i in range(n_out):
+        a, b = i * s, (i + 1) * s
+        j0, j1 = math.floor(a), min(math.ceil(b), n_in)
+        for j in range(j0, j1):
+            m[i, j] = min(b, j + 1) - max(a, j)
+        m[i] /= m[i].sum()
+    m.setflags(write=False)
+    return m
+
+
+@functools.lru_cache(maxsize=64)
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of half-pixel-centred linear interpolation (edges clamped)."""
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    s = n_in / n_out
+    for i in range(n_out):
+        x = (i + 0.5) * s - 0.5
+        x = min(max(x, 0.0), n_in - 1.0)
+        j = math.floor(x)
+        f = x - j
+        m[i, j] += 1.0 - f
+        if f > 0 and j + 1 < n_in:
+            m[i, j + 1] += f
+    m.setflags(write=False)
+    return m
+
+
+def resize(image: np.ndarray, size: tuple[int, int], mode: str = "area") -> np.ndarray:
+    """Resize a float or uint8 ``(H, W)`` or ``(H, W, C)`` image to ``size = (height, width)``.
+
+    Args:
+        image: The image.
+        size: Output ``(height, width)``.
+        mode: ``"area"`` (exact box filter; for enlarging it equals bilinear-free pixel replication
+            weighted by coverage), ``"bilinear"`` or ``"nearest"``.
+
+    Returns:
+        float32 image of the new size (same number of channels).
+    """
+    h, w = int(size[0]), int(size[1])
+    img = np.asarray(image, dtype=np.float32)
+    ih, iw = img.shape[:2]
+    if (ih, iw) == (h, w):
+        return img
+    if mode == "nearest":
+        ys = np.minimum(((np.arange(h) + 0.5) * ih / h).astype(np.int64), ih - 1)
+        xs = np.minimum(((np.arange(w) + 0.5) * iw / w).astype(np.int64), iw - 1)
+        out_n: np.ndarray = img[ys][:, xs]
+        return out_n
+    if mode == "area" and (ih >= h and iw >= w):
+        my, mx = _area_matrix(ih, h), _area_matrix(iw, w)
+    elif mode in ("area", "bilinear"):
+        my = _area_matrix(ih, h) if (mode == "area" and ih >= h) else _bilinear_matrix(ih, h)
+        mx = _area_matrix(iw, w) if (mode == "area" and iw >= w) else _bilinear_matrix(iw, w)
+    else:
+        raise InputError(f"unknown resize mode {mode!r}; use one of {', '.join(_RESIZE_MODES)}")
+    if img.ndim == 2:
+        out: np.ndarray = my @ img @ mx.T
+        return out
+    out3: np.ndarray = np.einsum("ij,jkc,lk->ilc", my, img, mx, optimize=True)
+    return out3.astype(np.float32, copy=False)
+
+
+# ----------------------------------------------------------------------------------------------- crops
+def square_box(x: float, y: float, w: float, h: float, margin: float) -> tuple[float, float, float]:
+    """A square around a box, enlarged by ``margin`` (fraction of the longer side) on every side.
+
+    Returns:
+        ``(left, top, side)`` in the same pixel units (may extend past the frame).
+    """
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return cx - side / 2.0, cy - side / 2.0, side
+
+
+def crop_box(frame: np.ndarray, x: float, y: float, w: float, h: float, margin: float) -> np.ndarray:
+    """Cut the square crop :func:`square_box` describes; parts outside the frame replicate the edge.
+
+    Args:
+        frame: ``(H, W)`` or ``(H, W, 3)`` image.
+        x: Box left in pixels.
+        y: Box top.
+        w: Box width.
+        h: Box height.
+        margin: Margin fraction (see :func:`square_box`).
+
+    Returns:
+        The crop (same dtype as ``frame``), at least 1x1.
+    """
+    fh, fw = frame.shape[:2]
+    left, top, side = square_box(x, y, w, h, margin)
+    s = max(1, round(side))
+    x0, y0 = round(left), round(top)
+    ys = np.clip(np.arange(y0, y0 + s), 0, fh - 1)
+    xs = np.clip(np.arange(x0, x0 + s), 0, fw - 1)
+    if x0 >= 0 and x0 + s <= fw and y0 >= 0 and y0 + s <= fh:
+        out_fast: np.ndarray = frame[y0:y0 + s, x0:x0 + s]
+        return out_fast
+    out: np.ndarray = frame[ys][:, xs]
+    return out
+
+
+def prepare_face(crop: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """One face crop -> model input ``(1, H, W, C)`` float32, exactly as the card specifies.
+
+    Args:
+        crop: ``(H, W)`` grey or ``(H, W, 3)`` RGB crop, uint8 (float 0..1 or 0..255 also accepted).
+        spec: The parsed card spec.
+
+    Raises:
+        InputError: the crop has a wrong rank, channel count, dtype, or is empty.
+    """
+    img = to_grey(crop) if spec.channels == 1 else to_rgb(crop)
+    img = resize(img, spec.size, spec.resize)
+    # quantise to uint8 grid like a decoded 8-bit image, then normalise (matches training on uint8 data)
+    img = np.clip(np.rint(img), 0.0, 255.0)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    x = (img * np.float32(spec.scale) - mean) / std
+    out: np.ndarray = x[None].astype(np.float32, copy=False)
+    return out
+
+
+def prepare_faces(crops: Sequence[np.ndarray], spec: ImageSpec) -> np.ndarray:
+    """Several crops -> a batch ``(N, H, W, C)`` float32 (``N`` may be 0)."""
+    if len(crops) == 0:
+        return np.zeros((0, spec.size[0], spec.size[1], spec.channels), dtype=np.float32)
+    return np.concatenate([prepare_face(c, spec) for c in crops], axis=0)
