@@ -204,3 +204,21 @@ def test_modelcard_is_frozen() -> None:
     assert isinstance(card, ModelCard)
     with pytest.raises(AttributeError):
         card.name = "x"  # type: ignore[misc]
+
+
+def test_atomic_write_gives_readable_files(tmp_path: Path) -> None:
+    from affectlite._io import atomic_write_text
+
+    p = tmp_path / "card.json"
+    atomic_write_text(p, "{}")
+    assert p.stat().st_mode & 0o777 == 0o644  # a service user must be able to read shipped models and cards
+    p.chmod(0o600)
+    atomic_write_text(p, "{}")
+    assert p.stat().st_mode & 0o777 == 0o600  # an existing file keeps its mode
+
+
+def test_shipped_model_files_are_world_readable() -> None:
+    models = Path(__file__).resolve().parents[1] / "sdk/affectlite/models"
+    for f in models.iterdir():
+        if f.is_file():
+            assert f.stat().st_mode & 0o044 == 0o044, f"{f.name} is not readable by other users"
