@@ -157,3 +157,19 @@ def test_eval_json_shape_with_synonyms_and_unknown_labels(tmp_path: Path, shared
     assert rc == 0 and out["n"] == 9
     with pytest.raises(InputError, match="not a folder"):
         evaluate_face(None, tmp_path / "missing")
+
+
+def test_missing_detector_library_still_classifies_crops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without OpenCV, crops are still classified; detection fails with the install hint."""
+    from affectlite import detectors
+    from affectlite.errors import BackendNotInstalledError
+
+    def no_cv2(*a: object, **k: object) -> None:
+        raise BackendNotInstalledError("the Haar face detector needs OpenCV; " + detectors.OPENCV_HINT)
+
+    monkeypatch.setattr(detectors, "create_detector", no_cv2)
+    fa = FaceAnalyzer(FaceOptions())
+    (r,) = fa.classify_image(np.full((48, 48), 128, dtype=np.uint8))
+    assert len(r.probabilities) == len(LABELS)
+    with pytest.raises(BackendNotInstalledError, match="pip install"):
+        fa.process(np.zeros((240, 320, 3), dtype=np.uint8), 0)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .card import ModelCard
 from .detectors.base import Detection, FaceDetector, check_image
-from .errors import InputError, ModelCardError, ModelLoadError
+from .errors import BackendNotInstalledError, InputError, ModelCardError, ModelLoadError
 from .labels import LABELS, canonical_label
 from .model import Model
 from .options import FaceOptions
@@ -149,13 +149,19 @@ class FaceAnalyzer:
 
     Args:
         options: Face options (detector, detection cadence and size, tracking, smoothing, model).
+        lazy: Create the model and the detector on first use instead of now.
 
-    The detector and the model are created on first use, so :meth:`classify_image` on a face crop works
-    without OpenCV. The crop margin is ``options.margin`` when set away from its default, otherwise the
+    Raises:
+        ModelLoadError, ModelCardError: the expression model cannot be used (unless ``lazy``).
+        ConfigError, ModelLoadError: the detector is misconfigured (unless ``lazy``).
+
+    A detector whose library is missing (e.g. OpenCV for ``haar``) does not stop construction: face crops
+    can still be classified, and detection raises :class:`~affectlite.errors.BackendNotInstalledError` with
+    the install command. The crop margin is ``options.margin`` when set away from its default, otherwise the
     margin the model card was trained with (``crop_margin``).
     """
 
-    def __init__(self, options: FaceOptions | None = None) -> None:
+    def __init__(self, options: FaceOptions | None = None, *, lazy: bool = False) -> None:
         self.options = opts = options if options is not None else FaceOptions()
         if opts.detect_every < 1:
             raise InputError(f"face.detect_every must be >= 1, got {opts.detect_every}")
@@ -168,7 +174,14 @@ class FaceAnalyzer:
         self.tracker = IoUTracker(opts.track_iou, opts.track_expiry_s, opts.smoothing, max_tracks=opts.max_faces)
         self._clf: FaceExpressionClassifier | None = None
         self._det: FaceDetector | None = None
+        self._det_error: BackendNotInstalledError | None = None
         self._frames = 0
+        if not lazy:
+            self.classifier  # noqa: B018  (load now: a bad model fails here, not in the face thread)
+            try:
+                self.detector  # noqa: B018
+            except BackendNotInstalledError as e:  # still usable on face crops; detection raises this
+                self._det_error = e
 
     # ---------------------------------------------------------------------------------------- parts
     @property
@@ -183,6 +196,8 @@ class FaceAnalyzer:
     @property
     def detector(self) -> FaceDetector:
         """The face detector (created on first use)."""
+        if self._det_error is not None:
+            raise self._det_error
         if self._det is None:
             from .detectors import create_detector
 
