@@ -533,3 +533,23 @@ def test_analyze_ops_on_a_float_model() -> None:
     ops = analyze_ops(bytes(conv.convert()))
     assert ops["op_counts"] == {"FULLY_CONNECTED": 1}
     assert [o["op"] for o in ops["float_ops"]] == ["FULLY_CONNECTED"] and not ops["float_ops"][0]["boundary"]
+
+
+def test_fer2013_folder_calibration_maps_classes(shared_datasets: Path) -> None:
+    """Real data: FER2013 class folders -> runtime preprocessing, labels mapped onto the common set."""
+    folder = shared_datasets / "fer2013" / "public_test"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    pre = pytest.importorskip("affectlite.preprocess")
+    from affectlite.labels import LABELS
+
+    spec = {"color": "grey", "size": [48, 48], "scale": 1 / 255, "mean": 0.5, "std": 0.25}
+    loaded = cal.load_data(folder, [_info("image", (48, 48, 1))], [{"kind": "image", "preprocessing": spec}],
+                           list(LABELS), limit=21, progress=False)
+    assert loaded.arrays["image"].shape == (21, 48, 48, 1)
+    assert loaded.labels is not None and sorted(np.bincount(loaded.labels).tolist()) == [3] * 7
+    assert "by class" in loaded.source
+    found = ds.list_files(folder, ds.IMAGE_SUFFIXES, limit=21)
+    ref = pre.prepare_face(ds.read_image(found.files[0]), pre.parse_image_spec(spec))[0]
+    np.testing.assert_allclose(loaded.arrays["image"][0], ref, atol=1e-6)
+    assert LABELS[int(loaded.labels[0])] == found.labels[0]  # type: ignore[index]
