@@ -520,7 +520,27 @@ def _cv_metrics(cv_report: dict[str, Any] | None) -> dict[str, Any]:
                                  "macro_f1_pooled": r["pooled"]["macro_f1"],
                                  "per_class_recall_pooled": r["pooled"]["per_class_recall"],
                                  "confusion_matrix_pooled": r["pooled"]["confusion_matrix"]}
+        metrics["folds"] = cv_report.get("folds", [])
+        metrics["clip_aggregation"] = "mean of window probabilities, 2 s windows every 0.5 s (classify_clip)"
     return metrics
+
+
+_WEAK = "Per-class recall in leave-actors-out CV"
+
+
+def _limitations(card_lims: Sequence[str], cv_report: dict[str, Any] | None) -> list[str]:
+    lims = [x for x in card_lims if not x.startswith(_WEAK)]
+    if cv_report and "int8" in cv_report:
+        rec = cv_report["int8"]["pooled"]["per_class_recall"]
+        cm = np.asarray(cv_report["int8"]["pooled"]["confusion_matrix"])
+        weak = sorted(rec, key=rec.get)[:2]
+        w = LABELS.index(weak[0])
+        row = cm[w].copy()
+        row[w] = -1
+        lims.append(f"{_WEAK} (int8) is uneven: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in rec.items())
+                    + f"; {' and '.join(weak)} are the least reliable ({weak[0]} is most often taken for "
+                    f"{LABELS[int(row.argmax())]}).")
+    return lims
 
 
 def refresh_card(tfl: Path, cv_report: dict[str, Any]) -> None:
@@ -532,7 +552,9 @@ def refresh_card(tfl: Path, cv_report: dict[str, Any]) -> None:
     if "converter_check" in card.metrics:
         metrics["converter_check"] = card.metrics["converter_check"]
     cal = {**card.calibration, "temperature": float(cv_report.get("temperature", 1.0))}
-    save_card(card.with_updates(metrics=metrics, calibration=cal), card_path_for(tfl))
+    save_card(card.with_updates(metrics=metrics, calibration=cal,
+                                limitations=tuple(_limitations(card.limitations, cv_report))),
+              card_path_for(tfl))
 
 
 def run_final(items: Sequence[tuple[Path, int, int]], feats: list[list[np.ndarray]], out: Path, epochs: int,
@@ -548,6 +570,7 @@ def run_final(items: Sequence[tuple[Path, int, int]], feats: list[list[np.ndarra
     temp = float(cv_report.get("temperature", 1.0)) if cv_report else 1.0
     card = _card_dict(metrics, temp, epochs, tfl.name)
     card["training"] = {**card["training"], "final_loss": hist[-1]["loss"]}
+    card["limitations"] = _limitations(card["limitations"], cv_report)
     q = _quantize(model, calib, tfl, card, report_dir=out / "report", latency=True)
     # the converter validated on the calibration windows (agreement float vs int8 only); the card's
     # metrics stay the leave-actors-out CV figures, the converter's check is kept beside them
