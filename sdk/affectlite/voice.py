@@ -52,6 +52,7 @@ __all__ = [
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "voice.tflite"
 SAMPLE_RATE = 16000
 _NS = 1_000_000_000
+_VAD_BATCH = 8  # frames scored together when no window is due (adds at most 0.24 s to a segment's end)
 
 
 class VoiceEmotionClassifier:
@@ -188,7 +189,7 @@ class VoiceAnalyzer:
         self._fl = int(self._vad.frame_length)
         self._min_frames = max(1, math.ceil(float(options.min_speech_s) * SAMPLE_RATE / self._fl))
         self._hang = round(float(options.hangover_s) * SAMPLE_RATE)
-        self._keep = self.window + self._hang + self.hop + 2 * self._fl
+        self._keep = self.window + self._hang + self.hop + (2 + _VAD_BATCH) * self._fl
         self._closed = False
         self._uid = 0
         self.reset()
@@ -257,7 +258,8 @@ class VoiceAnalyzer:
             self._advance_vad(self._next_end, out)
             self._window(self._next_end, out)
             self._next_end += self.hop
-        self._advance_vad(self._n, out)
+        if self._n - self._vad_pos >= _VAD_BATCH * self._fl:  # batch small chunks (numpy call overhead)
+            self._advance_vad(self._n, out)
         self._trim()
         return out
 
@@ -269,6 +271,7 @@ class VoiceAnalyzer:
         self._check_open()
         out: list[VoiceResult] = []
         if self._n > 0:
+            self._advance_vad(self._n, out)
             # score the last partial VAD frame too (zero-padded)
             rest = self._n - self._vad_pos
             if rest > 0:
