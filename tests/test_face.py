@@ -173,3 +173,13 @@ def test_missing_detector_library_still_classifies_crops(monkeypatch: pytest.Mon
     assert len(r.probabilities) == len(LABELS)
     with pytest.raises(BackendNotInstalledError, match="pip install"):
         fa.process(np.zeros((240, 320, 3), dtype=np.uint8), 0)
+
+
+def test_flip_tta_averages_the_mirrored_crop(astronaut: np.ndarray) -> None:
+    crop = astronaut[60:170, 170:280]
+    plain = FaceExpressionClassifier.create()
+    tta = FaceExpressionClassifier.create(flip_tta=True)
+    (p,) = plain.classify_crops([crop])
+    (pm,) = plain.classify_crops([np.ascontiguousarray(crop[:, ::-1])])
+    (pt,) = tta.classify_crops([crop])
+    np.testing.assert_allclose(pt, (np.asarray(p) + np.asarray(pm)) / 2, atol=1e-6)
