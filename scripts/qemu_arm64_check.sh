@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Proof on an x86-64 machine that affectlite installs and computes the same results on 64-bit ARM:
 # a Debian Bookworm arm64 root under qemu-user (debootstrap + qemu-user-static through binfmt_misc,
-# /sys mounted, an ARM /proc/cpuinfo of a Raspberry Pi 5 bound over the x86 one) gets the real
-# Raspberry Pi install (firmware_configs/raspberrypi/install.sh: apt OpenCV/PyAudio, a
-# --system-site-packages venv, pip aarch64 wheels of ai-edge-litert etc.). An amd64 root gets the same
-# install natively. Both run scripts/model_probe.py on the same int8 models and sample media, and the
-# results are compared within tolerance (raw int8 outputs within --lsb steps, probabilities within --tol).
+# /sys mounted, an ARM /proc/cpuinfo of a Raspberry Pi 5 bound over the x86 one) gets a venv with the
+# aarch64 wheels (ai-edge-litert, numpy, OpenCV...) and the affectlite wheel built from this tree, or with
+# --installer the full Raspberry Pi install (firmware_configs/raspberrypi/install.sh). An amd64 root
+# gets the same natively. Both run scripts/model_probe.py on the same int8 models and sample media, and
+# the results are compared within tolerance (raw int8 outputs within --lsb steps, probabilities within
+# --tol).
 #
 #   sudo scripts/qemu_arm64_check.sh [--models DIR] [--media DIR] [--tol 0.03] [--lsb 2]
-#                                    [--work DIR] [--reuse] [--keep]
+#                                    [--installer] [--work DIR] [--reuse] [--keep]
 #
 #   --models DIR   folder with *.tflite (+ .card.json); default sdk/affectlite/models
 #   --media DIR    images/videos/audio/.txt to classify end to end; default sdk/affectlite/data (the
 #                  shipped sample video and speech); --media "" compares only the raw model outputs
-#   --reuse        keep the installed roots from an earlier run (re-runs install.sh, which is idempotent)
+#   --installer    install with firmware_configs/raspberrypi/install.sh (apt OpenCV/PyAudio, numpy pinned to
+#                  the system's): the full Raspberry Pi path, but ~150 apt packages configured under
+#                  emulation (an hour or more on a loaded 2-core machine). Default: a venv with pip's wheels
+#                  (affectlite[litert,files,opencv]), the same on both architectures; the installer itself
+#                  is proven natively by chroot_install_check.sh.
+#   --reuse        keep the installed roots from an earlier run (re-runs the install, which is idempotent)
 #   --keep         do not delete the roots at the end
 #
-# Needs root, debootstrap, qemu-user-static and network (Debian mirror, PyPI). Cold: ~15-25 minutes on 2
-# cores (most of it dpkg and pip under emulation); with --reuse a few minutes. Writes
+# Needs root, debootstrap, qemu-user-static and network (Debian mirror, PyPI). Cold it is slow (debootstrap's
+# second stage runs under emulation: 30-60 min on a busy 2-core machine); the debootstrap roots are cached
+# in WORK, and with --reuse --keep a re-run takes a few minutes. Writes
 # WORK/qemu_arm64_check.json and prints "QEMU ARM64 CHECK: PASS" or exits non-zero.
 set -euo pipefail
 
@@ -36,6 +43,7 @@ MIRROR=http://deb.debian.org/debian
 SUITE=bookworm
 REUSE=0
 KEEP=0
+MODE=wheels
 while [ $# -gt 0 ]; do
     case "$1" in
         --models) MODELS=$(readlink -f -- "$2"); shift 2 ;;
@@ -44,6 +52,7 @@ while [ $# -gt 0 ]; do
         --lsb) LSB=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --mirror) MIRROR=$2; shift 2 ;;
+        --installer) MODE=installer; shift ;;
         --reuse) REUSE=1; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
@@ -122,11 +131,28 @@ for ARCH in amd64 arm64; do
     in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 
     say "[$ARCH] uname -m in the root: $(in_root uname -m)"
-    say "[$ARCH] install.sh (apt + venv + pip; under emulation for arm64)"
-    in_root bash /opt/affectlite-src/firmware_configs/raspberrypi/install.sh \
-        --source "/opt/affectlite-src/dist/$(basename -- "$WHEEL")" --no-start > "$WORK/qemu-install-$ARCH.log" 2>&1 \
-        || { tail -n 40 "$WORK/qemu-install-$ARCH.log" >&2; fail "[$ARCH] install.sh failed (log: $WORK/qemu-install-$ARCH.log)"; }
+    WHEEL_IN=/opt/affectlite-src/dist/$(basename -- "$WHEEL")
+    if [ "$MODE" = installer ]; then
+        say "[$ARCH] install.sh (apt + venv + pip; under emulation for arm64)"
+        in_root bash /opt/affectlite-src/firmware_configs/raspberrypi/install.sh \
+            --source "$WHEEL_IN" --no-start > "$WORK/qemu-install-$ARCH.log" 2>&1 \
+            || { tail -n 40 "$WORK/qemu-install-$ARCH.log" >&2; fail "[$ARCH] install.sh failed (log: $WORK/qemu-install-$ARCH.log)"; }
+    else
+        say "[$ARCH] apt python3-venv + pip wheels (affectlite[litert,files,opencv]; aarch64 wheels for arm64)"
+        {
+            in_root apt-get update -qq
+            in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                python3-venv libsndfile1
+            [ -x "$ROOT/opt/affectlite/venv/bin/python" ] || in_root python3 -m venv /opt/affectlite/venv
+            in_root /opt/affectlite/venv/bin/python -m pip install --disable-pip-version-check --no-input \
+                "${WHEEL_IN}[litert,files,opencv]"
+            in_root /opt/affectlite/venv/bin/python -m pip install --disable-pip-version-check --no-input \
+                --force-reinstall --no-deps "$WHEEL_IN"
+        } > "$WORK/qemu-install-$ARCH.log" 2>&1 \
+            || { tail -n 40 "$WORK/qemu-install-$ARCH.log" >&2; fail "[$ARCH] venv install failed (log: $WORK/qemu-install-$ARCH.log)"; }
+    fi
     touch "$ROOT/.installed"
+    grep -h "Successfully installed" "$WORK/qemu-install-$ARCH.log" | tail -n 2 | sed "s/^/[$CHECK_NAME] [$ARCH]   /"
     in_root /opt/affectlite/venv/bin/python -m affectlite.profiles detect > "$WORK/qemu-detect-$ARCH.txt" 2>&1 || true
     sed "s/^/[$CHECK_NAME] [$ARCH]   /" "$WORK/qemu-detect-$ARCH.txt" | head -n 6
 
