@@ -32,6 +32,7 @@ def _check_stage(name: str, s: dict[str, Any]) -> None:
     assert s["n"] >= 1
     assert 0 <= s["min_ms"] <= s["median_ms"] <= s["p95_ms"] <= s["max_ms"], (name, s)
     assert s["min_ms"] <= s["mean_ms"] <= s["max_ms"], (name, s)
+    assert 0 <= s["cpu_median_ms"] < 60_000, (name, s)
     assert s["max_ms"] < 60_000, (name, s)  # a minute per call is not a plausible stage latency
 
 
@@ -87,7 +88,8 @@ def test_stage_report_has_every_stage_with_plausible_numbers(capsys: pytest.Capt
     assert rep["stages"]["detect"]["faces_found_in_first_5_frames"] >= 4  # the sample has a face in every frame
     assert rep["peak_rss_mb"] > 10
     assert set(rep["targets"]) == {"fps", "latency_ms_p95", "peak_rss_mb"}
-    assert rep["targets"]["fps"]["met"] is None  # no pipeline run, no fps verdict
+    assert rep["targets"]["fps"]["met"] is None  # no pipeline run, no fps or memory verdict
+    assert rep["targets"]["peak_rss_mb"]["met"] is None
 
 
 def test_pipeline_bench_on_a_paced_fake_camera_is_consistent() -> None:
@@ -114,7 +116,7 @@ def test_pipeline_bench_on_a_paced_fake_camera_is_consistent() -> None:
     rep_all = {"pipeline": {"realtime": rep, "fast": fast}, "peak_rss_mb": 100.0}
     tg = bench.check_targets(rep_all)
     assert tg["fps"]["value"] == fast["fps"] and tg["latency_ms_p95"]["value"] == rep["latency_ms_p95"]
-    assert tg["peak_rss_mb"]["met"] is True
+    assert tg["peak_rss_mb"]["value"] == max(rep["peak_rss_mb"], fast["peak_rss_mb"])
 
 
 @pytest.mark.skipif(not MODELS, reason="shipped models not present yet")
@@ -194,7 +196,7 @@ def test_check_flag_fails_on_a_missed_target(monkeypatch: pytest.MonkeyPatch,
         rep = {"schema": bench.SCHEMA, "machine": bench.machine_info(),
                "config": {"synthetic": True, "video": None, "audio": None, "threads": {}, "detector": "haar",
                           "detect_every": 3, "detect_width": 320},
-               "pipeline": {"fast": {"fps": 12.0, "latency_ms_p95": 80.0}}, "stages": {}, "peak_rss_mb": 90.0}
+               "pipeline": {"fast": {"fps": 12.0, "latency_ms_p95": 80.0, "peak_rss_mb": 90.0}}, "stages": {}, "peak_rss_mb": 90.0}
         rep["targets"] = bench.check_targets(rep)
         return rep
 
