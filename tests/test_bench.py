@@ -196,7 +196,8 @@ def test_check_flag_fails_on_a_missed_target(monkeypatch: pytest.MonkeyPatch,
         rep = {"schema": bench.SCHEMA, "machine": bench.machine_info(),
                "config": {"synthetic": True, "video": None, "audio": None, "threads": {}, "detector": "haar",
                           "detect_every": 3, "detect_width": 320},
-               "pipeline": {"fast": {"fps": 12.0, "latency_ms_p95": 80.0, "peak_rss_mb": 90.0}}, "stages": {}, "peak_rss_mb": 90.0}
+               "pipeline": {"fast": {"fps": 12.0, "latency_ms_p95": 80.0, "peak_rss_mb": 90.0}}, "stages": {},
+               "peak_rss_mb": 90.0}
         rep["targets"] = bench.check_targets(rep)
         return rep
 
