@@ -123,6 +123,7 @@ def test_keras_file_converts_with_card_report_and_metrics(image_model: Any, tmp_
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert img is not None and img.shape[0] > 100
     assert sorted(set(os.listdir(out.parent))) == ["tiny.card.json", "tiny.tflite"]  # no temp files left
+    assert out.stat().st_mode & 0o777 == 0o644  # readable by a service user (mkstemp alone gives 0600)
 
 
 def test_legacy_h5_converts_uint8_io_per_tensor(image_model: Any, tmp_path: Path) -> None:

@@ -273,6 +273,10 @@ def convert(model: Any, output: str | os.PathLike[str], representative: Any, car
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tflite", dir=out.parent)
         tmp_model = Path(tmp_name)
         try:
+            try:  # mkstemp creates 0600; keep the mode of the model being replaced, else a readable 0644
+                os.fchmod(fd, out.stat().st_mode & 0o777)
+            except FileNotFoundError:
+                os.fchmod(fd, 0o644)
             with os.fdopen(fd, "wb") as f:
                 f.write(content)
                 f.flush()
