@@ -27,7 +27,8 @@ def _coloured_noise(power: float, seconds: float, seed: int, rms: float = 0.05) 
     spec[1:] /= f[1:] ** (power / 2)
     spec[0] = 0
     x = np.fft.irfft(spec, n).astype(np.float32)
-    return (x * (rms / x.std())).astype(np.float32)
+    out: np.ndarray = (x * (rms / x.std())).astype(np.float32)
+    return out
 
 
 def espeak(tmp_path: Path, text: str) -> np.ndarray:
@@ -108,7 +109,8 @@ class _LoudnessVAD:
 
     def process(self, frames: np.ndarray) -> np.ndarray:
         self.calls += 1
-        return (np.sqrt((frames ** 2).mean(axis=1)) > 0.05).astype(np.float32)
+        out: np.ndarray = (np.sqrt((frames ** 2).mean(axis=1)) > 0.05).astype(np.float32)
+        return out
 
     def reset(self) -> None:
         self.calls = 0
@@ -126,6 +128,6 @@ def test_plugin_registry() -> None:
         create_vad("silero")
     with pytest.raises(ConfigError, match="built in"):
         register_vad("energy", _LoudnessVAD)
-    register_vad("broken-test", lambda **k: object())
+    register_vad("broken-test", lambda **k: object())  # type: ignore[arg-type,return-value]
     with pytest.raises(ConfigError, match="frame_length"):
         create_vad("broken-test")

@@ -18,6 +18,7 @@ from affectlite.card import card_path_for, load_card
 from affectlite.errors import ConfigError, InputError, ModelCardError
 from affectlite.labels import LABELS
 from affectlite.options import VoiceOptions
+from affectlite.results import VoiceResult
 from affectlite.voice import (
     DEFAULT_MODEL,
     VoiceAnalyzer,
@@ -40,7 +41,8 @@ def _coloured_noise(power: float, seconds: float, seed: int, rms: float = 0.05) 
     spec[1:] /= f[1:] ** (power / 2)
     spec[0] = 0
     x = np.fft.irfft(spec, n).astype(np.float32)
-    return (x * (rms / x.std())).astype(np.float32)
+    out: np.ndarray = (x * (rms / x.std())).astype(np.float32)
+    return out
 
 
 def espeak(tmp_path: Path, text: str) -> np.ndarray:
@@ -77,7 +79,7 @@ def analyzer(clf: VoiceEmotionClassifier, **kw: object) -> VoiceAnalyzer:
     return VoiceAnalyzer(VoiceOptions(**kw), classifier=clf)  # type: ignore[arg-type]
 
 
-def push_all(an: VoiceAnalyzer, x: np.ndarray, chunk: int = 1600, t0: int = T0) -> list:
+def push_all(an: VoiceAnalyzer, x: np.ndarray, chunk: int = 1600, t0: int = T0) -> list[VoiceResult]:
     pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
     out = []
     for i in range(0, pcm.size, chunk):

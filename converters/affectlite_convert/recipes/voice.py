@@ -617,22 +617,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="", help="feature cache folder (default OUT/cache)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     items = list_ravdess(args.data)
     if not items:
         print(f"error: no RAVDESS clips (NN-NN-NN-NN-NN-NN-NN.flac|wav) under {args.data}", file=sys.stderr)
         return 2
     log.info("%d clips, %d actors", len(items), len({a for _, _, a in items}))
     if args.stage == "card":
-        rep = json.loads((out / "cv" / "report.json").read_text())
-        refresh_card(out / "voice.tflite", rep)
+        report = out / "cv" / "report.json"
+        if not report.is_file() or not (out / "voice.tflite").is_file():
+            print(f"error: --stage card needs {report} and {out / 'voice.tflite'} (run --stage cv and final)",
+                  file=sys.stderr)
+            return 2
+        refresh_card(out / "voice.tflite", json.loads(report.read_text()))
         return 0
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     feats = _cache_features(items, Path(args.cache) if args.cache else out / "cache")
     rep = None
     if args.stage in ("all", "cv"):
