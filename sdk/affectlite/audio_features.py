@@ -177,7 +177,8 @@ def window_starts(n: int, window: int, hop: int) -> list[int]:
 def to_float32(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     """Validate audio and convert it to float32 mono in [-1, 1].
 
-    int16 is scaled by 1/32768, int32 by 1/2**31, uint8 is centred; float input is kept as is.
+    int16 is scaled by 1/32768, int32 by 1/2**31, uint8 is centred, other integer widths are scaled to
+    full scale the same way; float input is kept as is.
 
     Raises:
         InputError: not 1-D (a ``(n, 1)`` array is accepted), empty, not numeric, or NaN/infinite.
@@ -198,6 +199,9 @@ def to_float32(samples: np.ndarray, where: str = "audio") -> np.ndarray:
         return (x.astype(np.float32) - 128.0) / 128.0
     if x.dtype.kind not in "fiu":
         raise InputError(f"{where}: samples must be int16 or float, got dtype {x.dtype}")
+    if x.dtype.kind in "iu":  # other integer widths: full-scale like int16/int32 (unsigned: centred)
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        return ((x.astype(np.float64) - (half if x.dtype.kind == "u" else 0.0)) / half).astype(np.float32)
     y = x.astype(np.float32)
     if not np.all(np.isfinite(y)):
         raise InputError(f"{where}: samples contain NaN or infinity")
@@ -367,6 +371,9 @@ def log_mel(samples: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     bins, weights, starts = _mel_sparse(s["sample_rate"], n_fft, s["n_mels"], s["fmin"], s["fmax"])
     mel = np.add.reduceat(p[:, bins] * weights[None, :], starts, axis=1)
     out: np.ndarray = np.log(mel + np.float32(s["log_offset"])).astype(np.float32)
+    if not np.all(np.isfinite(out)):  # finite but huge float samples overflow float32 power
+        raise InputError(f"log_mel: samples up to {float(np.max(np.abs(x))):.3g} overflow the spectrum; float "
+                         "audio must be in [-1, 1] (divide int16-range floats by 32768)")
     return out
 
 

@@ -285,8 +285,8 @@ def card_from_dict(d: Any, source: str = "<card>") -> ModelCard:
             raise ModelCardError(f"{source}: {key} must be an object, got {type(v).__name__}")
         objs[key] = dict(v)
     temp = objs["calibration"].get("temperature", 1.0)
-    if not isinstance(temp, (int, float)) or isinstance(temp, bool) or not temp > 0:
-        raise ModelCardError(f"{source}: calibration.temperature must be a positive number, got {temp!r}")
+    if not isinstance(temp, (int, float)) or isinstance(temp, bool) or not 0 < temp < float("inf"):
+        raise ModelCardError(f"{source}: calibration.temperature must be a positive finite number, got {temp!r}")
     lim = d.get("limitations", []) or []
     if not isinstance(lim, list) or not all(isinstance(x, str) for x in lim):
         raise ModelCardError(f"{source}: limitations must be a list of strings")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import sha256_file
 from .card import ModelCard, card_path_for, load_card
 from .errors import InputError, ModelCardError, ModelLoadError
 from .interpreters import Interpreter, create_interpreter
@@ -80,7 +81,8 @@ class Model:
             backend: Interpreter backend (see :func:`affectlite.interpreters.create_interpreter`).
             num_threads: Interpreter threads.
             delegates: Delegate library paths.
-            check_hash: Verify the card's ``model_sha256`` against the file.
+            check_hash: Verify the card's ``model_sha256`` against the file, before the interpreter parses it
+                (a corrupted model can crash a TFLite interpreter; the hash keeps damaged files out).
             expected_task: Refuse a card whose ``task`` differs (e.g. a voice model given as face model).
 
         Raises:
@@ -96,12 +98,21 @@ class Model:
         if expected_task is not None and c.task != expected_task:
             raise ModelCardError(f"{c.source or c.name}: this is a {c.task!r} model, expected a "
                                  f"{expected_task!r} model for {p}")
+        if check_hash and c.model_sha256:
+            # before any native code parses the file: a damaged flatbuffer can crash the interpreter (SIGSEGV)
+            actual = sha256_file(p)
+            if actual != c.model_sha256:
+                raise ModelCardError(
+                    f"model card does not match the model:\n  - {c.source or c.name}: model_sha256 "
+                    f"{c.model_sha256[:12]}... does not match the file {p} (sha256 {actual[:12]}...): the model was "
+                    "replaced, truncated or corrupted, so it was not loaded; restore the file, or re-run "
+                    "`affectlite convert` to write a matching card")
         interp, used = create_interpreter(p, backend=backend, num_threads=num_threads, delegates=delegates)
         try:
             in_det, out_det = interp.get_input_details(), interp.get_output_details()
         except Exception as e:  # e.g. UnicodeDecodeError on a corrupted tensor name
             raise ModelLoadError(f"model file {p} is corrupt: its tensor details cannot be read ({e!r})") from e
-        problems = c.check_against(in_det, out_det, p if check_hash else None)
+        problems = c.check_against(in_det, out_det, None)  # the hash was checked above
         if problems:
             raise ModelCardError("model card does not match the model:\n  - " + "\n  - ".join(problems))
         return cls(interp, c, p, used)
@@ -131,6 +142,9 @@ class Model:
             resized = False
             for det, x in zip(self._in, inputs, strict=True):
                 arr = np.asarray(x)
+                if arr.dtype.kind not in "biuf":
+                    raise InputError(f"{self.card.name}: input {det['name']!r} has dtype {arr.dtype}; pass a "
+                                     "real-valued numeric array (float32)")
                 want = tuple(int(v) for v in det["shape"])
                 if arr.shape != want:
                     if arr.ndim != len(want) or arr.shape[1:] != want[1:]:

@@ -258,6 +258,10 @@ def crop_box(frame: np.ndarray, x: float, y: float, w: float, h: float, margin: 
     Returns:
         The crop (same dtype as ``frame``), at least 1x1.
     """
+    if frame.ndim not in (2, 3) or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputError(f"crop_box: frame must be a non-empty HxW or HxWxC image, got shape {list(frame.shape)}")
+    if not all(math.isfinite(v) for v in (x, y, w, h, margin)):
+        raise InputError(f"crop_box: box ({x}, {y}, {w}, {h}) and margin {margin} must be finite numbers")
     fh, fw = frame.shape[:2]
     left, top, side = square_box(x, y, w, h, margin)
     s = max(1, round(side))

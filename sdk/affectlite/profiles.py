@@ -648,7 +648,11 @@ def _lines(node: yaml.Node | None, prefix: tuple[str, ...], source: str,
 
 def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]:
     """Parse YAML text; return the data and a map from key path to ``file:line``."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader rejects control characters here
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{source}: YAML error: {e}; remove the control character or save the file as "
+                           "plain UTF-8 text") from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None  # type: ignore[no-untyped-call]
