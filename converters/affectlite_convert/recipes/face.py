@@ -460,7 +460,8 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
             "Trained on posed/web images of mostly frontal faces; profile, occluded, low-light or very small "
             "faces are less reliable.",
             "Outputs an estimate of the displayed facial expression, not of the emotion a person feels.",
-            "'disgust' is rare in the training data (436 images) and has the lowest recall.",
+            "'fear' has the lowest recall (~31% on public_test; most often mistaken for sad); "
+            "'disgust' is rare in the training data (436 images, 56 in public_test), so its figures are noisy.",
         ],
     }
     dest = out / "face.tflite"
