@@ -12,8 +12,8 @@ import pytest
 from affectlite import Model, ModelCard
 from affectlite.card import card_from_dict, card_path_for, load_card, save_card
 from affectlite.errors import BackendError, BackendNotInstalledError, ModelCardError, ModelLoadError
-from affectlite.interpreters import create_interpreter, describe_backends, register_backend
 from affectlite.interpreters import _registry as reg
+from affectlite.interpreters import create_interpreter, describe_backends, register_backend
 from affectlite.labels import LABELS, canonical_label, map_distribution
 from affectlite.model import dequantize, quantize
 from affectlite.testing import FakeInterpreter
@@ -100,7 +100,7 @@ def test_card_file_errors(tmp_path: Path) -> None:
         load_card(tmp_path / "none.card.json")
     bad = tmp_path / "bad.card.json"
     bad.write_text('{"name": 1,,}')
-    with pytest.raises(ModelCardError, match="not valid JSON: .* line 1"):
+    with pytest.raises(ModelCardError, match=r"not valid JSON: .* line 1"):
         load_card(bad)
 
 

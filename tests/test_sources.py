@@ -146,12 +146,12 @@ def test_picamera2_main_stream_is_converted_from_bgr() -> None:
 
 
 def test_picamera2_errors_missing_library_no_camera_and_capture_failure() -> None:
-    with install_fake_module("picamera2", None):  # type: ignore[arg-type]
-        with pytest.raises(SourceUnavailableError, match="apt install python3-picamera2"):
-            Picamera2Camera().open()
-    with install_fake_module("picamera2", fake_picamera2_module(attached=False)):
-        with pytest.raises(SourceError, match="could not start the camera"):
-            Picamera2Camera().open()
+    with install_fake_module("picamera2", None), \
+            pytest.raises(SourceUnavailableError, match="apt install python3-picamera2"):  # type: ignore[arg-type]
+        Picamera2Camera().open()
+    with install_fake_module("picamera2", fake_picamera2_module(attached=False)), \
+            pytest.raises(SourceError, match="could not start the camera"):
+        Picamera2Camera().open()
     with install_fake_module("picamera2", fake_picamera2_module(fail_capture_after=1)):
         cam = Picamera2Camera()
         cam.open()
@@ -172,7 +172,7 @@ def test_yuv420_conversion_of_grey_and_colour() -> None:
 def test_camera_factory() -> None:
     assert isinstance(create_camera(CameraOptions(device="clip.mp4")), OpenCVCamera)
     assert isinstance(create_camera(CameraOptions(backend="synthetic")), SyntheticCamera)
-    with pytest.raises(ConfigError, match="camera.backend: 'kinect'"):
+    with pytest.raises(ConfigError, match=r"camera\.backend: 'kinect'"):
         create_camera(CameraOptions(backend="kinect"))
 
 
@@ -256,7 +256,7 @@ def test_synthetic_microphone_and_int16_conversion() -> None:
 def test_microphone_factory() -> None:
     assert isinstance(create_microphone(AudioOptions(device="x.wav")), FileMicrophone)
     assert isinstance(create_microphone(AudioOptions()), PyAudioMicrophone)
-    with pytest.raises(ConfigError, match="audio.backend"):
+    with pytest.raises(ConfigError, match=r"audio\.backend"):
         create_microphone(AudioOptions(backend="alsa"))
 
 

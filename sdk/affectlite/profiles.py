@@ -623,7 +623,7 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 hash(key)
             except TypeError:
@@ -655,7 +655,7 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]
                            "plain UTF-8 text") from None
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None  # type: ignore[no-untyped-call]
+        data = loader.construct_document(node) if node is not None else None  # type: ignore[no-untyped-call,unused-ignore]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -667,7 +667,7 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]
     except (ValueError, OverflowError, RecursionError) as e:  # e.g. an impossible date 2024-13-45
         raise ProfileError(f"{source}: YAML value error: {e}; quote the value if it is meant as text") from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()  # type: ignore[no-untyped-call,unused-ignore]
     origins: dict[tuple[str, ...], str] = {(): source}
     _lines(node, (), source, origins)
     return data, origins
