@@ -174,6 +174,9 @@ def window_starts(n: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+_FLOAT_PEAK_MAX = 2.0 ** 31  # generous (int32-range floats pass), far below float32 spectrum overflow
+
+
 def to_float32(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     """Validate audio and convert it to float32 mono in [-1, 1].
 
@@ -181,7 +184,8 @@ def to_float32(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     full scale the same way; float input is kept as is.
 
     Raises:
-        InputError: not 1-D (a ``(n, 1)`` array is accepted), empty, not numeric, or NaN/infinite.
+        InputError: not 1-D (a ``(n, 1)`` array is accepted), empty, not numeric, NaN/infinite, or float
+            samples beyond +-2**31 (they would overflow the spectrum).
     """
     x = np.asarray(samples)
     if x.ndim == 2 and 1 in x.shape:
@@ -205,6 +209,10 @@ def to_float32(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     y = x.astype(np.float32)
     if not np.all(np.isfinite(y)):
         raise InputError(f"{where}: samples contain NaN or infinity")
+    peak = float(np.max(np.abs(y)))
+    if peak > _FLOAT_PEAK_MAX:  # would overflow the float32 spectrum; no real recording is this loud
+        raise InputError(f"{where}: float samples reach {peak:.3g}; float audio must be in [-1, 1] "
+                         "(int16-range floats: divide by 32768)")
     return y
 
 
