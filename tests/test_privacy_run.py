@@ -1,7 +1,7 @@
 """A full pipeline run opens no socket and writes no file (no media at rest), checked from outside.
 
-A fresh Python process runs the pipeline on the synthetic camera and microphone (plus pushed text),
-with ``cwd``, ``HOME``, ``TMPDIR`` and ``XDG_CACHE_HOME`` pointing at empty folders. Three independent
+A fresh Python process runs the pipeline for a few seconds on the shipped sample video and speech (through
+the real OpenCV and file sources, with the real models where they are built) plus pushed text, with ``cwd``, ``HOME``, ``TMPDIR`` and ``XDG_CACHE_HOME`` pointing at empty folders. Three independent
 witnesses:
 
 * an audit hook installed before anything else records every ``socket.*`` event and every file opened
@@ -52,14 +52,15 @@ _SCRIPT = textwrap.dedent("""
     import soak
 
     results = []
-    pipe, used = soak.build_pipeline(int(sys.argv[3]), analyzers=sys.argv[2], speed=20, on_result=results.append)
+    pipe, used = soak.build_pipeline(None, analyzers=sys.argv[2], sources=sys.argv[3], on_result=results.append)
     with pipe:
+        t_end = time.monotonic() + float(sys.argv[4])
         for i in range(5):
             pipe.push_text(f"message {i}: the exhibit is great")
             time.sleep(0.1)
-        pipe.wait(timeout=120)
+        pipe.wait(timeout=max(0.1, t_end - time.monotonic()))
         st = pipe.stats()
-    if len(sys.argv) > 4 and sys.argv[4] == "misbehave":  # witness self-check: what a leaky app would do
+    if sys.argv[5] == "misbehave":  # witness self-check: what a leaky app would do
         import socket
         import numpy as np
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", 9))
@@ -75,7 +76,7 @@ _NET_CALLS = ("socket", "socketpair", "connect", "bind", "listen", "accept", "ac
               "sendmmsg", "recvfrom", "recvmsg", "getsockname", "getpeername", "setsockopt")
 
 
-def _run(tmp_path: Path, analyzers: str, frames: int = 600,
+def _run(tmp_path: Path, analyzers: str, sources: str = "samples", duration_s: float = 4.0,
          misbehave: bool = False) -> tuple[dict[str, Any], list[str] | None, Path]:
     dirs = {k: tmp_path / k for k in ("cwd", "home", "tmp", "cache")}
     for d in dirs.values():
@@ -85,7 +86,8 @@ def _run(tmp_path: Path, analyzers: str, frames: int = 600,
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(dirs["home"]), "TMPDIR": str(dirs["tmp"]),
            "XDG_CACHE_HOME": str(dirs["cache"]), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(script), str(ROOT), analyzers, str(frames), "misbehave" if misbehave else "-"]
+    cmd = [sys.executable, str(script), str(ROOT), analyzers, sources, str(duration_s),
+           "misbehave" if misbehave else "-"]
     strace = shutil.which("strace")
     trace = tmp_path / "strace.txt"
     if strace:
@@ -119,7 +121,7 @@ def _violations(lines: list[str]) -> tuple[list[str], list[str]]:
 def _check_run(tmp_path: Path, analyzers: str) -> dict[str, Any]:
     since = time.time_ns()
     report, lines, base = _run(tmp_path, analyzers)
-    assert report["results"] > 50 and report["counts"]["camera"] == 600, report
+    assert report["results"] > 30 and report["counts"]["camera"] > 60, report
     assert {"face", "voice", "text"} <= set(report["modalities"]), report  # every path really ran
     # 1. Python-level witness
     assert report["socket_events"] == [], report["socket_events"]
@@ -162,7 +164,7 @@ def test_full_run_with_all_shipped_models_opens_no_socket_and_writes_nothing(tmp
 def test_witnesses_are_not_blind(tmp_path: Path) -> None:
     """The same run followed by a socket and a saved frame is caught by every witness."""
     since = time.time_ns()
-    report, lines, base = _run(tmp_path, "doubles", frames=600, misbehave=True)
+    report, lines, base = _run(tmp_path, "doubles", sources="synthetic", duration_s=1.0, misbehave=True)
     assert [e[0] for e in report["socket_events"]][:2] == ["socket.__new__", "socket.sendto"]
     assert any(w[1].endswith("frame.npy") for w in report["writes"])
     if lines is not None:

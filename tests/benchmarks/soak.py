@@ -233,8 +233,38 @@ class PacedMicrophone:
         self._mic.close()
 
 
+def face_sprite(face_px: int = 80) -> np.ndarray | None:
+    """A face from the first frame of the shipped sample video, cropped and scaled so the face is about
+    ``face_px`` pixels wide; ``None`` without OpenCV or the sample. Decoded in memory; nothing is written.
+    """
+    try:
+        import cv2
+
+        from affectlite.samples import sample_video
+
+        cap = cv2.VideoCapture(str(sample_video()))
+        ok, bgr = cap.read()
+        cap.release()
+    except (ImportError, AffectliteError):
+        return None
+    if not ok:
+        return None
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined,unused-ignore]
+    faces = cascade.detectMultiScale(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(40, 40))
+    if len(faces) == 0:
+        return None
+    x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
+    m = w // 2  # keep some context around the face
+    crop = bgr[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
+    scale = face_px / w
+    small = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(small[:, :, ::-1])
+
+
 def build_pipeline(n_frames: int | None, *, analyzers: str = "doubles", width: int = 320, height: int = 240,
                    fps: float = 15.0, speed: float = 1.0, audio_seconds: float | None = None,
+                   sprite: np.ndarray | None = None, sources: str = "synthetic",
                    options: PipelineOptions | None = None, **kw: Any) -> tuple[Any, dict[str, str]]:
     """An :class:`EmotionPipeline` on the synthetic camera and the synthetic voiced microphone.
 
@@ -247,6 +277,9 @@ def build_pipeline(n_frames: int | None, *, analyzers: str = "doubles", width: i
         speed: Pace both sources at ``speed`` times real time (``0``: as fast as possible, where the
             capture threads run flat out and most frames are dropped by design).
         audio_seconds: Audio length (default matched to the frames; endless when ``n_frames`` is ``None``).
+        sprite: An image (e.g. :func:`face_sprite`) moving across the synthetic frames.
+        sources: ``"synthetic"`` (the above) or ``"samples"``: the shipped sample video and speech through
+            the real OpenCV and file sources, looped in real time (``n_frames``, ``fps`` and ``speed`` unused).
         options: Base options (queues, privacy...); sources are overridden.
         **kw: Passed to :class:`EmotionPipeline` (callbacks, consent ...).
 
@@ -260,9 +293,21 @@ def build_pipeline(n_frames: int | None, *, analyzers: str = "doubles", width: i
     if audio_seconds is None and n_frames is not None:
         audio_seconds = n_frames / fps
     factories, used = choose_analyzers(analyzers, opts)
-    cam = SyntheticCamera(width=width, height=height, fps=fps * speed if speed > 0 else fps, n_frames=n_frames,
-                          realtime=speed > 0)
-    mic = PacedMicrophone(audio_seconds, speed=speed)
+    cam: Any
+    mic: Any
+    if sources == "samples":
+        from affectlite.cameras import create_camera
+        from affectlite.microphones import create_microphone
+        from affectlite.samples import sample_audio, sample_video
+
+        opts = opts.replace(**{"camera.backend": "opencv", "camera.device": str(sample_video()),
+                               "camera.realtime": True, "camera.loop": True, "audio.backend": "file",
+                               "audio.device": str(sample_audio()), "audio.realtime": True, "audio.loop": True})
+        cam, mic = create_camera(opts.camera), create_microphone(opts.audio)
+    else:
+        cam = SyntheticCamera(width=width, height=height, fps=fps * speed if speed > 0 else fps,
+                              n_frames=n_frames, realtime=speed > 0, sprite=sprite)
+        mic = PacedMicrophone(audio_seconds, speed=speed)
     pipe = EmotionPipeline(opts, camera=cam, microphone=mic, face_analyzer_factory=factories["face"],
                            voice_analyzer_factory=factories["voice"], text_classifier_factory=factories["text"],
                            fusion_factory=factories["fusion"], **kw)
@@ -306,7 +351,7 @@ def os_thread_count() -> int:
 
 def run_soak(n_frames: int = 100_000, *, analyzers: str = "doubles", width: int = 320, height: int = 240,
              fps: float = 15.0, speed: float = 20.0, warmup: float = 0.1, sample_s: float = 0.5,
-             text_every_s: float = 1.0, timeout_s: float | None = None,
+             text_every_s: float = 1.0, timeout_s: float | None = None, sprite: bool = True,
              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the pipeline over ``n_frames`` synthetic frames plus matching audio and measure leaks.
 
@@ -317,16 +362,21 @@ def run_soak(n_frames: int = 100_000, *, analyzers: str = "doubles", width: int 
     n_results = [0]
     labels: set[str] = set()
 
+    faces_seen = [0]
+
     def on_result(r: EmotionResult) -> None:
         n_results[0] += 1
         labels.add(r.label)
+        faces_seen[0] += len(r.faces)
 
     errors: list[str] = []
     opts = PipelineOptions().replace(**{"privacy.offline_guard": True})
     gc.collect()
     threads0, fds0, rss0 = os_thread_count(), fd_count(), rss_bytes()
+    spr = face_sprite(min(80, width // 4)) if sprite else None
     pipe, used = build_pipeline(n_frames, analyzers=analyzers, width=width, height=height, fps=fps, speed=speed,
-                                options=opts, on_result=on_result, on_error=lambda e: errors.append(repr(e)[:200]))
+                                sprite=spr, options=opts, on_result=on_result,
+                                on_error=lambda e: errors.append(repr(e)[:200]))
     t0 = time.monotonic()
     samples: list[tuple[float, int, int, int, int]] = []  # (t, frames captured, rss, threads, fds)
     warm_frames = int(n_frames * warmup)
@@ -367,6 +417,8 @@ def run_soak(n_frames: int = 100_000, *, analyzers: str = "doubles", width: int 
         "speed": speed,
         "frame_size": [width, height],
         "analyzers": used,
+        "face_sprite": spr is not None,
+        "faces_seen": faces_seen[0],
         "elapsed_s": round(elapsed, 2),
         "counts": st.counts,
         "drops": st.drops,
@@ -400,11 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=float, default=20.0, help="times real time (0: unpaced)")
     ap.add_argument("--warmup", type=float, default=0.1, help="fraction of frames treated as warm-up")
     ap.add_argument("--max-growth-mb", type=float, default=5.0)
+    ap.add_argument("--no-sprite", action="store_true", help="no face (from the sample video) in the frames")
     ap.add_argument("--json", type=Path, help="also write the report here")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     rep = run_soak(a.frames, analyzers=a.analyzers, width=a.width, height=a.height, fps=a.fps, speed=a.speed,
-                   warmup=a.warmup,
+                   warmup=a.warmup, sprite=not a.no_sprite,
                    log=None if a.quiet else lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(rep, indent=2)
     print(text)
