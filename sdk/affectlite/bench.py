@@ -493,7 +493,7 @@ def _flat(report: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)):
                 out[f"pipeline.{pace}.{k}"] = float(v)
     for st, r in report.get("stages", {}).items():
-        for k in ("median_ms", "p95_ms"):
+        for k in ("median_ms", "p95_ms", "cpu_median_ms"):
             v = r.get(k)
             if isinstance(v, (int, float)):
                 out[f"stages.{st}.{k}"] = float(v)
