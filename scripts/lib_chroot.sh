@@ -25,7 +25,11 @@ mounted_below() {
 
 chroot_mount() {  # type|bind source target [options]
     local kind=$1 src=$2 dst=$3
-    mkdir -p "$dst"
+    if [ -f "$src" ]; then
+        [ -e "$dst" ] || { mkdir -p "$(dirname -- "$dst")"; : > "$dst"; }   # a file bound over a file
+    else
+        mkdir -p "$dst"
+    fi
     if [ "$kind" = bind ]; then
         mount --bind "$src" "$dst"
     else
