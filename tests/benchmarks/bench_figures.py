@@ -82,8 +82,9 @@ def markdown_compare(rep: dict[str, Any], keys: list[str]) -> str:
 
 
 KEYS = ["pipeline.fast.fps", "pipeline.realtime.fps", "pipeline.realtime.latency_ms_p95",
-        "pipeline.fast.cpu_ms_per_frame", "stages.detect.median_ms", "stages.face_model.median_ms",
-        "stages.voice_model.median_ms", "stages.text.median_ms", "peak_rss_mb"]
+        "pipeline.fast.cpu_ms_per_frame", "stages.detect.median_ms", "stages.detect.cpu_median_ms",
+        "stages.face_model.median_ms", "stages.face_model.cpu_median_ms", "stages.voice_model.median_ms",
+        "stages.text.median_ms", "peak_rss_mb"]
 
 
 def main() -> int:
@@ -92,14 +93,16 @@ def main() -> int:
     p.add_argument("--duration", default="9.6", help="seconds per pipeline run")
     p.add_argument("--repeat", default="3", help="runs per configuration in the comparisons")
     p.add_argument("--float-face", help="a float face model to compare with the shipped int8 one")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every bench run")
     args = p.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    common = ["--duration", args.duration]
+    sets = [x for kv in args.set for x in ("--set", kv)]
+    common = ["--duration", args.duration, *sets]
     main_rep = _bench([*common, "--threads", "2"], out / "default.json")
     print("## Default configuration (2 threads)\n")
     print(markdown_single(main_rep))
-    short = ["--duration", str(min(float(args.duration), 5.0)), "--iterations", "100", "--repeat", args.repeat]
+    short = ["--duration", str(min(float(args.duration), 5.0)), "--iterations", "100", "--repeat", args.repeat, *sets]
     for name, a, b in (("threads", "threads=1", "threads=2"),
                        ("detect_every", "face.detect_every=1", "face.detect_every=3")):
         rep = _bench([*short, "--compare", a, b], out / f"compare_{name}.json")
