@@ -14,8 +14,10 @@ Used by ``scripts/qemu_arm64_check.sh`` to show that an arm64 install gives the 
   probabilities) for each image (``.jpg``/``.png``), video (4 frames of ``.mp4``/``.avi``/``.mkv``), audio
   clip (``.wav``/``.flac``) and text line (``.txt``).
 
-``compare`` checks raw outputs within ``--lsb`` quantisation steps and probabilities within ``--tol``, and
-that the labels agree unless the top two classes are within ``--tol`` of each other. Exit status 0: match.
+``compare`` checks raw outputs within ``--lsb`` quantisation steps and probabilities within ``--tol`` (end to
+end, so it also absorbs OpenCV's face detector placing a box a few pixels differently on another CPU; the
+largest box difference is reported as ``worst_face_box_px``), and that the labels agree unless the top two
+classes are within ``--tol`` of each other. Exit status 0: match.
 Runs on Python 3.10+ with numpy 1.24+ (no numpy-2-only APIs).
 """
 
@@ -192,6 +194,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     problems: list[str] = []
     worst_lsb = 0.0
     worst_prob = 0.0
+    worst_box = 0.0  # face boxes: informational (OpenCV's detector may differ by a few pixels per CPU)
     for name in sorted(set(a["models"]) | set(b["models"])):
         if name not in a["models"] or name not in b["models"]:
             problems.append(f"model {name}: only in {'A' if name in a['models'] else 'B'}")
@@ -218,6 +221,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if key not in na or key not in nb:
                 problems.append(f"media {item}: {key} only in {'A' if key in na else 'B'}")
                 continue
+            if ".box." in key or key.startswith("box."):
+                worst_box = max(worst_box, abs(na[key] - nb[key]))
             if "probabilities" in key or key.endswith(("confidence", "valence", "arousal")):
                 d = abs(na[key] - nb[key])
                 worst_prob = max(worst_prob, d)
@@ -236,6 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     summary = {
         "a": a["platform"], "b": b["platform"], "models": len(a["models"]), "media": len(a["media"]),
         "worst_raw_steps": worst_lsb, "worst_probability_diff": round(worst_prob, 5),
+        "worst_face_box_px": worst_box,
         "tolerance": args.tol, "lsb": args.lsb, "problems": problems[:50], "match": not problems,
     }
     if args.out:
@@ -255,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
-    c.add_argument("--tol", type=float, default=0.03, help="probability tolerance")
+    c.add_argument("--tol", type=float, default=0.05,
+                   help="probability tolerance (end to end: includes face-detector box differences)")
     c.add_argument("--lsb", type=float, default=2.0, help="raw int8 tolerance in quantisation steps")
     c.add_argument("--out")
     args = ap.parse_args(argv)

@@ -296,9 +296,9 @@ def _probe_report(raw: list[float], probs: dict[str, float], label: str) -> dict
 
 @pytest.mark.parametrize(("raw", "probs", "label", "ok"), [
     ([-128, 5, 127], {"happy": 0.6, "sad": 0.4}, "happy", True),        # identical
-    ([-127, 6, 127], {"happy": 0.61, "sad": 0.39}, "happy", True),      # 1 step, 0.01: within tolerance
+    ([-127, 6, 127], {"happy": 0.64, "sad": 0.36}, "happy", True),      # 1 step, 0.04: within tolerance
     ([-128, 8, 127], {"happy": 0.6, "sad": 0.4}, "happy", False),       # 3 int8 steps
-    ([-128, 5, 127], {"happy": 0.55, "sad": 0.45}, "happy", False),     # 0.05 > tol 0.03
+    ([-128, 5, 127], {"happy": 0.53, "sad": 0.47}, "happy", False),     # 0.07 > tol 0.05
 ])
 def test_model_probe_compare(tmp_path: Path, raw: list[float], probs: dict[str, float], label: str, ok: bool) -> None:
     import json
