@@ -245,6 +245,10 @@ class FaceAnalyzer:
         img = check_image(frame)
         small, back = self._downscale(img)
         o = self.options
+        if hasattr(self.detector, "min_size"):
+            # faces smaller than min_face_size are dropped below anyway: do not search for them (the
+            # cascade's cost grows quickly with the number of small scales)
+            self.detector.min_size = max(8, int(o.min_face_size / back * 0.9))
         out = []
         for d in self.detector.detect(small):
             full = d.scaled(back) if back != 1.0 else d
