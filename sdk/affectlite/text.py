@@ -11,15 +11,15 @@ the model card (``inputs[0].preprocessing``, input ``kind: "text_features"``)::
       "unicode_normalization": "NFKC", "lowercase": true, "max_repeat": 3, "max_chars": 2000,
       "token_pattern": "...",            # Python ``re`` pattern for word tokens
       "blocks": [                        # each block owns its own slice of the vector, in this order
-        {"name": "word", "analyzer": "word", "ngram_range": [1, 2], "n_features": 65536, "weight": 1.0},
-        {"name": "char", "analyzer": "char_wb", "ngram_range": [2, 5], "n_features": 65536, "weight": 1.0}
+        {"name": "word", "analyzer": "word", "ngram_range": [1, 3], "n_features": 131072, "weight": 1.0},
+        {"name": "char", "analyzer": "char_wb", "ngram_range": [1, 6], "n_features": 131072, "weight": 1.0}
       ],
       "sublinear_tf": true,              # tf -> 1 + ln(tf)
       "idf_file": "text.idf.npy",        # float vector (n_features,), relative to the model's folder
       "idf_sha256": "<hex>",             # optional integrity check of the idf file
       "norm": "l2",                      # each block is L2-normalised, scaled by its weight, then the
                                          # whole vector is L2-normalised again
-      "n_features": 131072
+      "n_features": 262144
     }
 
 Text itself is never stored in a result: :class:`~affectlite.results.TextResult` keeps only the
@@ -102,8 +102,9 @@ class FeatureBlock:
     weight: float = 1.0
 
 
-def default_text_spec(n_word: int = 1 << 16, n_char: int = 1 << 16) -> dict[str, Any]:
-    """The featuriser spec used by the shipped model, without idf (see the module docstring)."""
+def default_text_spec(n_word: int = 1 << 17, n_char: int = 1 << 17, word_ngrams: tuple[int, int] = (1, 3),
+                      char_ngrams: tuple[int, int] = (1, 6)) -> dict[str, Any]:
+    """The featuriser spec of the shipped model, without idf (see the module docstring)."""
     return {
         "featurizer": "hashed_tfidf",
         "version": 1,
@@ -114,8 +115,10 @@ def default_text_spec(n_word: int = 1 << 16, n_char: int = 1 << 16) -> dict[str,
         "max_chars": 2000,
         "token_pattern": DEFAULT_TOKEN_PATTERN,
         "blocks": [
-            {"name": "word", "analyzer": "word", "ngram_range": [1, 2], "n_features": n_word, "weight": 1.0},
-            {"name": "char", "analyzer": "char_wb", "ngram_range": [2, 5], "n_features": n_char, "weight": 1.0},
+            {"name": "word", "analyzer": "word", "ngram_range": list(word_ngrams), "n_features": n_word,
+             "weight": 1.0},
+            {"name": "char", "analyzer": "char_wb", "ngram_range": list(char_ngrams), "n_features": n_char,
+             "weight": 1.0},
         ],
         "sublinear_tf": True,
         "norm": "l2",

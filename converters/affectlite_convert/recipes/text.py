@@ -13,13 +13,16 @@ What it does:
   ``"neutral,joy"`` and ``"anger,sadness"`` are dropped: a softmax over 7 classes cannot learn "both", and
   these rows are ambiguous by construction). Duplicate texts are kept once (dropped when their labels
   disagree) and texts that also occur in ``dev.tsv`` are removed from training.
-* **Features.** :class:`affectlite.text.TextFeaturizer`, the code the device runs: hashed word 1-2-grams and
-  char_wb 2-5-grams (crc32, stable across processes), sublinear TF, idf fitted on the training texts
+* **Features.** :class:`affectlite.text.TextFeaturizer`, the code the device runs: hashed word 1-3-grams and
+  char_wb 1-6-grams, 2^17 buckets each (crc32, stable across processes), sublinear TF, idf fitted on the training texts
   (stored as float16 in ``text.idf.npy`` next to the model), per-block then global L2 norm. Its full spec is
   written into the card (``inputs[0].preprocessing``).
 * **Model.** A linear softmax layer (a Keras ``Dense`` on the sparse features), trained with Adam, L2 and
-  class weights ``(n / (k * n_c)) ** power`` (balanced for ``power=1``). Hyper-parameters were chosen on a
-  10 % hold-out of train (``--stage select``), never on dev.
+  class weights ``(n / (k * n_c)) ** power`` (balanced for ``power=1``), full batch to convergence.
+  Hyper-parameters were chosen on a 10 % hold-out of train, never on dev. ``--stage select`` trains on the
+  other 90 %, scores the hold-out and tunes one additive logit offset per class for macro-F1 on it
+  (``OUT/select.json``); ``--stage final --offsets OUT/select.json`` adds those offsets to the bias of the
+  model trained on all of train.
 * **int8.** The dense-input twin of the trained layer goes through :func:`affectlite_convert.convert`
   (calibration: training rows; validation: dev single-label rows), output = logits.
 * **Calibration.** The temperature is fitted (NLL, :func:`affectlite.fusion.fit_temperature`) on the int8
@@ -61,7 +64,8 @@ from affectlite.text import (
 
 log = logging.getLogger("affectlite_convert.recipes.text")
 
-__all__ = ["MODEL_NAME", "Csr", "load_splits", "main", "make_featurizer", "sparse_logits", "train_linear"]
+__all__ = ["MODEL_NAME", "Csr", "load_splits", "main", "make_featurizer", "sparse_logits", "train_linear",
+           "tune_offsets"]
 
 MODEL_NAME = "affectlite-text-goemotions"
 IDF_FILE = "text.idf.npy"
@@ -69,7 +73,7 @@ MODEL_FILE = "text.tflite"
 
 #: Defaults chosen on the 10 % train hold-out (``--stage select``).
 DEFAULTS: dict[str, Any] = {
-    "n_word": 1 << 16, "n_char": 1 << 16, "min_df": 2, "steps": 400, "lr": 0.05, "l2": 1.5e-6,
+    "n_word": 1 << 17, "n_char": 1 << 17, "min_df": 2, "steps": 400, "lr": 0.05, "l2": 1.4e-6,
     "class_weight_power": 1.0, "seed": 0,
 }
 
@@ -274,16 +278,44 @@ def _select(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
     feat = make_featurizer(fit_t, a.n_word, a.n_char, a.min_df)
     x_fit = _featurize(feat, fit_t, "train-fit")
     x_hold = _featurize(feat, [texts[i] for i in hold], "hold-out")
-    _, _, hist = train_linear(x_fit, y[fit], feat.dim, steps=a.steps, lr=a.lr, l2=a.l2,
+    w, b, hist = train_linear(x_fit, y[fit], feat.dim, steps=a.steps, lr=a.lr, l2=a.l2,
                               class_weight_power=a.class_weight_power, seed=a.seed, threads=a.threads,
                               eval_sets=[("holdout", x_hold, y[hold])])
+    z = sparse_logits(x_hold, w, b)
+    offsets, tuned = tune_offsets(z, y[hold])
     rep = {"config": _config(a), "history": hist,
-           "best_step": max(hist, key=lambda r: r["holdout_macro_f1"])["step"] if hist else None}
+           "best_step": max(hist, key=lambda r: r["holdout_macro_f1"])["step"] if hist else None,
+           "holdout_macro_f1": classification_metrics(y[hold], np.argmax(z, axis=1))["macro_f1"],
+           "holdout_macro_f1_with_offsets": tuned, "offsets": offsets.round(4).tolist(),
+           "holdout_rows": int(n_hold)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "select.json", json.dumps(rep, indent=2) + "\n")
-    print(json.dumps({"best_step": rep["best_step"],
-                      "best_holdout_macro_f1": max((r["holdout_macro_f1"] for r in hist), default=None)}))
+    print(json.dumps({k: rep[k] for k in ("best_step", "holdout_macro_f1", "holdout_macro_f1_with_offsets",
+                                          "offsets")}))
     return 0
+
+
+def tune_offsets(logits: np.ndarray, y: np.ndarray, grid: Sequence[float] = tuple(np.linspace(-1, 1, 21)),
+                 rounds: int = 3) -> tuple[np.ndarray, float]:
+    """Per-class additive logit offsets maximising macro-F1 (coordinate ascent over a grid).
+
+    Returns:
+        ``(offsets (7,), macro_f1 with them)``.
+    """
+    off = np.zeros(logits.shape[1])
+    best = classification_metrics(y, np.argmax(logits, axis=1))["macro_f1"]
+    for _ in range(rounds):
+        improved = False
+        for c in range(logits.shape[1]):
+            for g in grid:
+                trial = off.copy()
+                trial[c] = g
+                f1 = classification_metrics(y, np.argmax(logits + trial, axis=1))["macro_f1"]
+                if f1 > best + 1e-9:
+                    best, off, improved = f1, trial, True
+        if not improved:
+            break
+    return off, float(best)
 
 
 def _config(a: argparse.Namespace) -> dict[str, Any]:
@@ -312,6 +344,14 @@ def _final(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
     x_dv = _featurize(feat, dv_t, "dev")
     w, b, hist = train_linear(x_tr, tr_y, feat.dim, steps=a.steps, lr=a.lr, l2=a.l2,
                               class_weight_power=a.class_weight_power, seed=a.seed, threads=a.threads)
+    offsets = np.zeros(len(LABELS), np.float32)
+    if a.offsets:
+        sel = json.loads(Path(a.offsets).read_text(encoding="utf-8"))
+        if sel.get("config") != _config(a):
+            raise ConversionError(f"{a.offsets} was made with other settings ({sel.get('config')}); re-run "
+                                  "--stage select with the same options")
+        offsets = np.asarray(sel["offsets"], np.float32)
+        b = (b + offsets).astype(np.float32)
     np.savez_compressed(out / "text_float_weights.npz", w=w, b=b)
     float_logits = sparse_logits(x_dv, w, b)
     float_m = classification_metrics(dv_y, np.argmax(float_logits, axis=1))
@@ -339,6 +379,9 @@ def _final(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
                      "also in dev removed); hyper-parameters chosen on a 10% hold-out of train; figures on " + split,
             "recipe": "affectlite_convert.recipes.text",
             "config": _config(a), "data_stats": splits["stats"], "history": hist,
+            "logit_offsets": {"values": offsets.round(4).tolist(),
+                              "tuned_on": "10% hold-out of train (--stage select), for macro-F1" if a.offsets
+                              else "none"},
         },
         "metrics": {"split": split},
         "limitations": [
@@ -417,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weight-power", type=float, default=DEFAULTS["class_weight_power"])
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
+    p.add_argument("--offsets", default=None, help="OUT/select.json of a --stage select run with the same "
+                   "settings: add its per-class logit offsets to the final model's bias")
     p.add_argument("--calibration-samples", type=int, default=400)
     p.add_argument("--validation-limit", type=int, default=None, help="dev rows given to the converter's "
                    "float-vs-int8 check (all by default; the int8 figures always use all dev rows)")
