@@ -206,7 +206,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None, *, pipeline_kwargs: dict[str, Any] | None = None,
-         options: PipelineOptions | None = None, on_ready: Callable[[str, Kiosk], None] | None = None) -> int:
+         options: PipelineOptions | None = None, on_ready: Callable[[str, Kiosk], None] | None = None,
+         stop: threading.Event | None = None) -> int:
     """Run the kiosk until Ctrl-C, ``--duration`` or the end of the (non-looped) media.
 
     Args:
@@ -214,13 +215,14 @@ def main(argv: Sequence[str] | None = None, *, pipeline_kwargs: dict[str, Any] |
         pipeline_kwargs: Extra :class:`EmotionPipeline` arguments (tests pass fake sources here).
         options: Pipeline options to use instead of the ones the arguments describe.
         on_ready: Called with the dashboard URL and the kiosk once the server and the pipeline run.
+        stop: Set it to stop the kiosk from another thread (when embedding it).
     """
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     opts = options or build_options(args)
     hub = EventHub()
     kiosk = Kiosk(hub)
-    stop = threading.Event()
+    stop = stop or threading.Event()
     pipe = EmotionPipeline(opts, on_result=kiosk.on_result, on_change=kiosk.on_change, on_error=kiosk.on_error,
                            on_status=kiosk.on_status, on_sensing=kiosk.on_sensing, **(pipeline_kwargs or {}))
     server = DashboardServer(hub, host=args.host, port=args.port, on_text=pipe.push_text)
