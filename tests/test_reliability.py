@@ -318,3 +318,48 @@ def test_repeated_pipelines_leak_no_threads_or_fds(no_leaked_threads: None) -> N
             pipe.wait(timeout=10)
     time.sleep(0.1)
     assert soak.fd_count() == fds0 and soak.os_thread_count() == threads0
+
+
+def _state_bytes(obj: object, seen: set[int] | None = None) -> int:
+    """Bytes reachable from an object's state (containers, arrays, dataclasses), without the model."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or callable(obj) or isinstance(obj, type):
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes) + (_state_bytes(obj.base, seen) if obj.base is not None else 0)
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        return size + sum(_state_bytes(k, seen) + _state_bytes(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return size + sum(_state_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, (str, bytes, int, float)):
+        return size + _state_bytes(vars(obj), seen)
+    return size
+
+
+def test_voice_analyzer_memory_is_bounded_in_an_endless_utterance() -> None:
+    """Next to a radio the VAD may never see the end of an utterance: the analyzer must not grow with it."""
+    models = Path(__file__).resolve().parents[1] / "sdk" / "affectlite" / "models"
+    if not (models / "voice.tflite").exists():
+        pytest.skip("shipped voice model not built yet")
+    from affectlite.microphones.synthetic import SyntheticMicrophone
+    from affectlite.options import VoiceOptions
+    from affectlite.voice import VoiceAnalyzer
+
+    va = VoiceAnalyzer(VoiceOptions())
+    mic = SyntheticMicrophone("voiced")  # speech-like, never silent for longer than the hangover
+    mic.open()
+    finals, sizes = 0, []
+    for i in range(1200):  # 120 s of audio: ~240 windows of one utterance
+        c = mic.read()
+        assert c is not None
+        finals += sum(r.is_final for r in va.push(c.samples, c.timestamp_ns))
+        if i >= 200 and i % 25 == 0:
+            state = {k: v for k, v in vars(va).items() if k not in ("classifier", "_vad")}
+            sizes.append(_state_bytes(state))
+    assert finals == 0, "the test signal should be one endless utterance"
+    # the rolling buffers' size fluctuates between trims: compare medians of the first and last quarter
+    grown = float(np.median(sizes[-10:]) - np.median(sizes[:10]))
+    print("voice state growth (bytes):", grown)
+    assert grown < 4_000, f"analyzer state grew {grown:.0f} bytes over 100 s of continuous speech ({sizes})"

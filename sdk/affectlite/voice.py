@@ -24,7 +24,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +147,8 @@ class _Segment:
     start: int               # first speech sample
     last_speech: int         # end (exclusive) of the last speech frame
     speech_frames: int = 0
-    probs: list[tuple[float, ...]] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
+    psum: np.ndarray | None = None  # running sum of weight * window probabilities (bounded memory: a
+    wsum: float = 0.0               # segment can last for hours next to a radio)
     covered_to: int = 0      # end (exclusive) of the last classified window
 
 
@@ -347,8 +347,10 @@ class VoiceAnalyzer:
             probs = self.classifier.classify_features(af.normalise(self._grid_frames(start // hl), spec))
         else:
             probs = self.classifier.classify_window(x)
-        seg.probs.append(probs)
-        seg.weights.append(max(activity, 1e-3))
+        w = max(activity, 1e-3)
+        pw = np.asarray(probs, np.float64) * w
+        seg.psum = pw if seg.psum is None else seg.psum + pw
+        seg.wsum += w
         seg.covered_to = max(seg.covered_to, end)
         return VoiceResult(probabilities=probs, voice_activity=float(min(1.0, activity)),
                            start_ns=self._ns(max(start, 0)), end_ns=self._ns(end), utterance_id=seg.uid)
@@ -386,8 +388,9 @@ class VoiceAnalyzer:
             w_start = w_end - self.window  # negative near the stream start: zero-padded in front
             sp, tot = self._speech_in(w_start, w_end, seg.start)
             out.append(self._classify(seg, w_start, w_end, sp / max(tot, 1)))
-        w = np.asarray(seg.weights)[:, None]
-        p = (np.asarray(seg.probs) * w).sum(axis=0) / w.sum()
+        if seg.psum is None:
+            return
+        p = seg.psum / seg.wsum
         p = p / p.sum()
         act = float(min(1.0, seg.speech_frames * self._fl / max(1, seg.last_speech - seg.start)))
         out.append(VoiceResult(probabilities=tuple(float(v) for v in p), voice_activity=act,
