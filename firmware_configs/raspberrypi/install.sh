@@ -9,7 +9,7 @@
 #   sudo ./install.sh --app "/opt/affectlite/venv/bin/python /opt/kiosk/app.py" --network loopback
 #
 # What it does (each step is skipped when already done):
-#   1. apt: python3-venv, python3-opencv, python3-pyaudio, libportaudio2, libsndfile1, python3-picamera2
+#   1. apt: python3-venv, python3-opencv + opencv-data (Haar cascades), python3-pyaudio, libportaudio2, libsndfile1, python3-picamera2
 #      (Raspberry Pi OS only), with --no-install-recommends
 #   2. a venv in PREFIX/venv with --system-site-packages (picamera2, OpenCV and PyAudio live in the system
 #      Python), numpy pinned to the system's numpy so the apt-built modules keep working
@@ -133,7 +133,7 @@ if [ "$DO_APT" -eq 1 ]; then
     if [ "$IS_JETSON" -eq 1 ] && python3 -c 'import cv2' >/dev/null 2>&1; then
         log "Jetson: using JetPack's OpenCV (GStreamer-enabled); not installing python3-opencv"
     else
-        pkgs+=(python3-opencv)
+        pkgs+=(python3-opencv opencv-data)   # opencv-data: the Haar cascades (apt OpenCV has no cv2.data)
     fi
     missing=()
     for p in "${pkgs[@]}"; do apt_installed "$p" || missing+=("$p"); done

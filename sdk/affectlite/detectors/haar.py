@@ -19,6 +19,19 @@ __all__ = ["CASCADE_FILE", "HaarDetector"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
+#: Where distribution OpenCV builds keep the cascades (apt python3-opencv has no ``cv2.data``; the files
+#: come from the ``opencv-data`` package on Debian, Ubuntu and Raspberry Pi OS, and with JetPack).
+SYSTEM_CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/local/share/opencv4/haarcascades",
+                       "/usr/share/opencv/haarcascades")
+
+
+def _default_cascade(cv2: Any) -> str:
+    dirs = [getattr(getattr(cv2, "data", None), "haarcascades", ""), *SYSTEM_CASCADE_DIRS]
+    for d in dirs:
+        if d and os.path.isfile(os.path.join(d, CASCADE_FILE)):
+            return os.path.join(d, CASCADE_FILE)
+    return os.path.join(dirs[0], CASCADE_FILE)
+
 
 class HaarDetector:
     """Viola-Jones frontal-face detector (OpenCV).
@@ -42,10 +55,11 @@ class HaarDetector:
                  num_threads: int | None = 1, scale_factor: float = 1.1, min_neighbors: int = 5) -> None:
         del num_threads
         self._cv2 = cv2 = import_cv2("the Haar face detector")
-        path = model_path or os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), CASCADE_FILE)
+        path = model_path or _default_cascade(cv2)
         if not os.path.isfile(path):
             raise ModelLoadError(f"Haar cascade {path} not found; OpenCV's data files are missing "
-                                 f"(reinstall opencv-python-headless) or pass detector_model=<cascade.xml>")
+                                 f"(reinstall opencv-python-headless; with apt's python3-opencv: apt install "
+                                 f"opencv-data) or pass detector_model=<cascade.xml>")
         self._cascade: Any = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise ModelLoadError(f"cannot load Haar cascade {path}: not a valid cascade XML")
