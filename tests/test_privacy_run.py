@@ -1,8 +1,8 @@
 """A full pipeline run opens no socket and writes no file (no media at rest), checked from outside.
 
 A fresh Python process runs the pipeline for a few seconds on the shipped sample video and speech (through
-the real OpenCV and file sources, with the real models where they are built) plus pushed text, with ``cwd``, ``HOME``, ``TMPDIR`` and ``XDG_CACHE_HOME`` pointing at empty folders. Three independent
-witnesses:
+the real OpenCV and file sources, with the real models where they are built) plus pushed text, with
+``cwd``, ``HOME``, ``TMPDIR`` and ``XDG_CACHE_HOME`` pointing at empty folders. Three independent witnesses:
 
 * an audit hook installed before anything else records every ``socket.*`` event and every file opened
   for writing, renamed, created or removed through Python;
