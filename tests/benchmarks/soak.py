@@ -249,17 +249,23 @@ def face_sprite(face_px: int = 80) -> np.ndarray | None:
         return None
     if not ok:
         return None
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined,unused-ignore]
-    faces = cascade.detectMultiScale(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(40, 40))
-    if len(faces) == 0:
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    try:
+        from affectlite.detectors import create_detector
+
+        faces = create_detector("haar").detect(rgb)
+    except AffectliteError:
         return None
-    x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
+    if not faces:
+        return None
+    best = max(faces, key=lambda d: d.w * d.h)
+    x, y, w, h = (round(v) for v in (best.x, best.y, best.w, best.h))
     m = w // 2  # keep some context around the face
-    crop = bgr[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
+    crop = rgb[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
     scale = face_px / w
     small = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
                        interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(small[:, :, ::-1])
+    return np.ascontiguousarray(small)
 
 
 def build_pipeline(n_frames: int | None, *, analyzers: str = "doubles", width: int = 320, height: int = 240,
