@@ -290,3 +290,19 @@ def test_no_source_at_all_raises_at_start() -> None:
     mic = FakeMicrophone.silence(1.0, unavailable=True)
     with pytest.raises(SourceError, match="no camera and no microphone could be opened"):
         make(on_result=lambda r: None, camera=cam, microphone=mic).start()
+
+
+def test_consent_must_cover_every_sensed_modality() -> None:
+    from affectlite.errors import ConsentRequiredError
+    from affectlite.privacy import ConsentToken
+
+    o = opts(**{"privacy.require_consent": True})
+    camera_only = ConsentToken.grant("kiosk demo", "visitor", scope=["camera"])
+    pipe = make(o, on_result=lambda r: None, camera=FakeCamera.from_images(frames(2)),
+                microphone=FakeMicrophone.silence(0.5), consent=camera_only)
+    with pytest.raises(ConsentRequiredError):
+        pipe.start()
+    full = ConsentToken.grant("kiosk demo", "visitor")
+    with make(o, on_result=lambda r: None, camera=FakeCamera.from_images(frames(2)),
+              microphone=FakeMicrophone.silence(0.5), consent=full) as p:
+        assert p.wait(timeout=10)

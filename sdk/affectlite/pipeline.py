@@ -282,7 +282,10 @@ class EmotionPipeline:
 
         opts = self.options
         privacy.check_deployment(opts.privacy)
-        privacy.check_consent(opts.privacy, self._consent)
+        sensed = [m for m, on in (("camera", opts.camera.enabled and opts.face.enabled),
+                                  ("microphone", opts.audio.enabled and opts.voice.enabled),
+                                  ("text", opts.text.enabled)) if on]
+        privacy.check_consent(opts.privacy, self._consent, modalities=sensed)
         # Build the models on the caller's thread so load errors raise here; each is then used by one thread.
         if opts.face.enabled and opts.camera.enabled:
             self._face = self._make_face()
