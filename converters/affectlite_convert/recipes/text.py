@@ -234,7 +234,7 @@ def train_linear(x: Csr, y: np.ndarray, dim: int, *, steps: int = 400, lr: float
     while done < steps:
         n = min(eval_every, steps - done)
         t0 = time.time()
-        h = model.fit(ds, epochs=1, steps_per_epoch=n, verbose=0)
+        h = model.fit(ds, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False)
         done += n
         w, b = (np.asarray(v) for v in dense.get_weights())
         rec: dict[str, Any] = {"step": done, "loss": round(float(h.history["loss"][-1]), 5),
