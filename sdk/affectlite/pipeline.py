@@ -575,45 +575,34 @@ class EmotionPipeline:
             return True
         return False
 
-    def _camera_loop(self) -> None:
-        cam = self._camera
-        assert cam is not None  # invariant: thread only started with a camera
-        opts = self.options.camera
+    def _capture_loop(self, src: CameraSource | MicrophoneSource, kind: str, counter: str,
+                      out: DropOldestQueue[Any], reconnect: bool, max_backoff_s: float) -> None:
+        """Read a source until it ends or the pipeline stops; reconnect on errors (shared by camera and mic)."""
         try:
             while not self._stop.is_set():
                 try:
-                    frame = cam.read()
+                    item = src.read()
                 except SourceError as e:
-                    if not self._reopen(cam, "camera", e, opts.reconnect, opts.max_backoff_s):
+                    if not self._reopen(src, kind, e, reconnect, max_backoff_s):
                         break
                     continue
-                if frame is None:
-                    self._notice(SourceStatus("camera", "ended", "end of stream", time.monotonic_ns()))
+                if item is None:
+                    self._notice(SourceStatus(kind, "ended", "end of stream", time.monotonic_ns()))
                     break
-                self._c.counts["camera"] += 1
-                self._frames.put(frame)
+                self._c.counts[counter] += 1
+                out.put(item)
         finally:
-            self._frames.close()
+            out.close()
+
+    def _camera_loop(self) -> None:
+        assert self._camera is not None  # invariant: thread only started with a camera
+        o = self.options.camera
+        self._capture_loop(self._camera, "camera", "camera", self._frames, o.reconnect, o.max_backoff_s)
 
     def _mic_loop(self) -> None:
-        mic = self._mic
-        assert mic is not None  # invariant: thread only started with a microphone
-        opts = self.options.audio
-        try:
-            while not self._stop.is_set():
-                try:
-                    chunk = mic.read()
-                except SourceError as e:
-                    if not self._reopen(mic, "microphone", e, opts.reconnect, opts.max_backoff_s):
-                        break
-                    continue
-                if chunk is None:
-                    self._notice(SourceStatus("microphone", "ended", "end of stream", time.monotonic_ns()))
-                    break
-                self._c.counts["mic"] += 1
-                self._audio.put(chunk)
-        finally:
-            self._audio.close()
+        assert self._mic is not None  # invariant: thread only started with a microphone
+        o = self.options.audio
+        self._capture_loop(self._mic, "microphone", "mic", self._audio, o.reconnect, o.max_backoff_s)
 
     def _face_loop(self) -> None:
         face = self._face
