@@ -306,3 +306,20 @@ def test_consent_must_cover_every_sensed_modality() -> None:
     with make(o, on_result=lambda r: None, camera=FakeCamera.from_images(frames(2)),
               microphone=FakeMicrophone.silence(0.5), consent=full) as p:
         assert p.wait(timeout=10)
+
+
+def test_face_crop_accessor_is_opt_in_in_memory_and_cleared_on_close() -> None:
+    cam = FakeCamera.from_images(frames(5), realtime=True, fps=50)
+    o = opts(**{"audio.enabled": False})
+    with make(o, on_result=lambda r: None, camera=cam) as pipe, pytest.raises(PipelineError, match="opt-in"):
+        pipe.face_crop(1)
+    cam = FakeCamera.from_images(frames(5), realtime=True, fps=50)
+    pipe = make(o, on_result=lambda r: None, camera=cam, keep_face_crops=True).start()
+    pipe.wait(timeout=10)
+    crop = pipe.face_crop(1)
+    assert crop is not None and crop.shape == (50, 50, 3) and crop.dtype == np.uint8  # the test double's box
+    crop[:] = 0
+    assert pipe.face_crop(1).max() > 0  # type: ignore[union-attr]  # a copy: the caller cannot alter the SDK's
+    assert pipe.face_crop(99) is None
+    pipe.close()
+    assert pipe.face_crop(1) is None

@@ -172,6 +172,10 @@ class EmotionPipeline:
         voice_analyzer_factory: Advanced/testing: builds the voice analyzer from :class:`VoiceOptions`.
         text_classifier_factory: Advanced/testing: builds the text classifier from :class:`TextOptions`.
         fusion_factory: Advanced/testing: builds the fusion from :class:`FusionOptions`.
+        keep_face_crops: Opt-in: keep the newest face crop of each visible track in memory for
+            :meth:`face_crop` (e.g. to show the visitor their own face on the kiosk screen). Crops are never
+            written anywhere, are replaced every analysed frame, dropped when a track leaves the frame, and
+            cleared on close.
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class EmotionPipeline:
         voice_analyzer_factory: Callable[[VoiceOptions], VoiceAnalyzerLike] | None = None,
         text_classifier_factory: Callable[[TextOptions], TextClassifierLike] | None = None,
         fusion_factory: Callable[[FusionOptions], FusionLike] | None = None,
+        keep_face_crops: bool = False,
     ) -> None:
         self.options = options or PipelineOptions()
         if not isinstance(self.options, PipelineOptions):
@@ -235,6 +240,9 @@ class EmotionPipeline:
         self._sensing_on = False
         self._last_labels: dict[Any, str] = {}
         self._absent: list[str] = []
+        self._keep_crops = keep_face_crops
+        self._crops: dict[int, np.ndarray] = {}
+        self._crops_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> EmotionPipeline:
@@ -415,6 +423,8 @@ class EmotionPipeline:
                 with contextlib.suppress(Exception):
                     src.close()
         self._close_models()
+        with self._crops_lock:
+            self._crops = {}
         if self._guard is not None:
             with contextlib.suppress(Exception):
                 self._guard.__exit__(None, None, None)
@@ -457,6 +467,21 @@ class EmotionPipeline:
         if self._text is None:
             raise PipelineError("text is disabled (options.text.enabled=False)")
         self._texts.put((text, time.monotonic_ns()))
+
+    def face_crop(self, track_id: int) -> np.ndarray | None:
+        """The newest RGB crop of a face track, in process memory only (opt-in, ``keep_face_crops=True``).
+
+        The SDK never persists it; it is a copy the caller owns. Returns ``None`` when the track is not in the
+        most recently analysed frame.
+
+        Raises:
+            PipelineError: the pipeline was created without ``keep_face_crops=True``.
+        """
+        if not self._keep_crops:
+            raise PipelineError("face crops are not kept: create the pipeline with keep_face_crops=True (opt-in)")
+        with self._crops_lock:
+            crop = self._crops.get(track_id)
+            return None if crop is None else crop.copy()
 
     def __iter__(self) -> Iterator[EmotionResult]:
         """Yield results on the caller's thread until the pipeline finishes (only without ``on_result``)."""
@@ -575,6 +600,17 @@ class EmotionPipeline:
             return True
         return False
 
+    def _store_crops(self, image: np.ndarray, faces: tuple[FaceResult, ...]) -> None:
+        h, w = image.shape[:2]
+        crops: dict[int, np.ndarray] = {}
+        for f in faces:
+            x0, y0 = max(0, int(f.box.x)), max(0, int(f.box.y))
+            x1, y1 = min(w, int(f.box.x + f.box.w)), min(h, int(f.box.y + f.box.h))
+            if x1 > x0 and y1 > y0:
+                crops[f.track_id] = image[y0:y1, x0:x1].copy()
+        with self._crops_lock:
+            self._crops = crops
+
     def _capture_loop(self, src: CameraSource | MicrophoneSource, kind: str, counter: str,
                       out: DropOldestQueue[Any], reconnect: bool, max_backoff_s: float) -> None:
         """Read a source until it ends or the pipeline stops; reconnect on errors (shared by camera and mic)."""
@@ -622,6 +658,8 @@ class EmotionPipeline:
                     self._notice(e)
                     continue
                 self._c.counts["face"] += 1
+                if self._keep_crops:
+                    self._store_crops(frame.image, faces)
                 self._events.put(_Event("faces", faces, frame.index, frame.timestamp_ns))
         finally:
             self._producer_done()
