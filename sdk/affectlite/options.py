@@ -330,6 +330,7 @@ class PipelineOptions:
         ov = dict(overrides or {})
         ov.update({k.replace("__", "."): v for k, v in kw_overrides.items()})
         prof = load_profile(profile, overrides=ov)
+        prof.apply_env()  # environment quirks (e.g. OPENBLAS_CORETYPE on Jetson Nano) before OpenCV is imported
         opts: PipelineOptions = prof.to_options()
         return opts
 
