@@ -15,7 +15,7 @@ EXTRAS = {
     "files": ["soundfile>=0.12"],
     "yaml": ["PyYAML>=6"],
     "convert": ["tensorflow-cpu==2.21.0", "onnx>=1.16", "tqdm>=4.60", "soundfile>=0.12",
-                "opencv-python-headless>=4.8,<5", "PyYAML>=6"],
+                "opencv-python-headless>=4.8,<5", "PyYAML>=6", "scipy>=1.10"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5", "types-PyYAML", "build>=1.2",
             "scikit-image>=0.22", "psutil>=5.9", "pytest-benchmark>=4", "selenium>=4.20,<4.52", "paho-mqtt>=2"],
 }
