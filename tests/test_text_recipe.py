@@ -63,13 +63,18 @@ def test_recipe_end_to_end_on_a_slice(tmp_path: Path) -> None:
     for name in ("emotions.txt", "ekman_mapping.json"):
         (data / name).write_text((GOEMO / name).read_text(encoding="utf-8"), encoding="utf-8")
     out = tmp_path / "out"
-    rc = main(["--data", str(data), "--out", str(out), "--n-word", "4096", "--n-char", "4096", "--steps", "80",
-               "--threads", "2", "--calibration-samples", "200"])
+    common = ["--data", str(data), "--out", str(out), "--n-word", "4096", "--n-char", "4096", "--steps", "80"]
+    assert main([*common, "--stage", "select"]) == 0
+    sel = json.loads((out / "select.json").read_text())
+    assert len(sel["offsets"]) == len(LABELS)
+    assert sel["holdout_macro_f1_with_offsets"] >= sel["holdout_macro_f1"]
+    rc = main([*common, "--threads", "2", "--calibration-samples", "200", "--offsets", str(out / "select.json")])
     summary = json.loads((out / "summary.json").read_text())
     assert rc == 0, summary
     model = out / "text.tflite"
     card = load_card(card_path_for(model))
     assert card.task == "text" and card.inputs[0].shape[-1] == 8192 and card.temperature > 0
+    assert card.training["logit_offsets"]["values"] == sel["offsets"]
     assert (out / "text.idf.npy").is_file() and card.inputs[0].preprocessing["idf_file"] == "text.idf.npy"
     # the runtime path (featuriser from the card, int8 model) reproduces the recipe's int8 figure
     res = evaluate_text(model, data / "dev.tsv")

@@ -356,7 +356,8 @@ def _select(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
     z = sparse_logits(x_hold, w, b)
     offsets, tuned = tune_offsets(z, y[hold])
     rep = {"config": _config(a), "history": hist,
-           "best_step": max(hist, key=lambda r: r["holdout_macro_f1"])["step"] if hist else None,
+           "best_step": max((r for r in hist if "holdout_macro_f1" in r),
+                            key=lambda r: r["holdout_macro_f1"])["step"] if len(hist) > 1 else None,
            "holdout_macro_f1": classification_metrics(y[hold], np.argmax(z, axis=1))["macro_f1"],
            "holdout_macro_f1_with_offsets": tuned, "offsets": offsets.round(4).tolist(),
            "holdout_rows": int(n_hold)}
@@ -451,7 +452,7 @@ def _final(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
                      "also in dev removed); hyper-parameters chosen on a 10% hold-out of train; figures on " + split,
             "recipe": "affectlite_convert.recipes.text",
             "config": _config(a), "data_stats": splits["stats"], "history": hist,
-            "logit_offsets": {"values": offsets.round(4).tolist(),
+            "logit_offsets": {"values": [round(float(v), 4) for v in offsets],
                               "tuned_on": "10% hold-out of train (--stage select), for macro-F1" if a.offsets
                               else "none"},
         },
