@@ -471,7 +471,7 @@ def _final(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
     }
     tflite = out / MODEL_FILE
     res = convert(model, tflite, x_cal, card, validation=(x_val, dv_y[:n_val]), validation_split=split,
-                  report_dir=out / "report", latency_threads=[1], progress=False)
+                  io_dtype=a.io_dtype, report_dir=out / "report", latency_threads=[1], progress=False)
     del x_cal, x_val
     # int8 figures through the runtime classifier: featuriser rebuilt from the card, idf read from file
     clf = TextClassifier.from_model(tflite, backend="auto", num_threads=a.threads or 1)
@@ -537,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offsets", default=None, help="OUT/select.json of a --stage select run with the same "
                    "settings: add its per-class logit offsets to the final model's bias")
     p.add_argument("--calibration-samples", type=int, default=400)
+    p.add_argument("--io-dtype", choices=["int8", "float32"], default="int8",
+                   help="input/output tensor type (float32: int8 inside, float logits out)")
     p.add_argument("--validation-limit", type=int, default=None, help="dev rows given to the converter's "
                    "float-vs-int8 check (all by default; the int8 figures always use all dev rows)")
     return p
