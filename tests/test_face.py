@@ -118,6 +118,18 @@ def test_max_faces_and_min_face_size(astronaut: np.ndarray) -> None:
     assert big.process(two, 0) == ()
 
 
+@pytest.mark.parametrize("scale", [1.1, 1.15])
+def test_detect_scale_factor_reaches_the_haar_pyramid(astronaut: np.ndarray, scale: float) -> None:
+    pytest.importorskip("cv2")
+    fa = FaceAnalyzer(FaceOptions(detect_width=320, detect_scale_factor=scale))
+    found = fa.classify_image(astronaut)
+    assert fa.detector.scale_factor == scale  # type: ignore[attr-defined]
+    assert any(150 < r.box.x + r.box.w / 2 < 260 and 70 < r.box.y + r.box.h / 2 < 170 for r in found)
+    if scale == FaceOptions().detect_scale_factor:
+        assert len(found) == 1  # the default pyramid gives no extra (false) face here
+    fa.close()
+
+
 def test_bad_frames_are_input_errors() -> None:
     fa = FaceAnalyzer(FaceOptions())
     with pytest.raises(InputError):

@@ -159,6 +159,32 @@ def test_newest_frame_wins_and_drops_are_counted() -> None:
     assert st.counts["face"] + st.drops["frames"] == 60
 
 
+def test_every_frame_waits_for_the_face_thread_instead_of_dropping() -> None:
+    cam = FakeCamera.from_images(frames(40, bright_from=20))
+    o = opts(**{"audio.enabled": False, "queues.frames": 1, "camera.every_frame": True})
+    slow = lambda o_: BrightnessFace(o_, delay=0.01)  # noqa: E731
+    seen: list[int] = []
+    with make(o, face=slow, on_result=lambda r: seen.append(r.frame_index), camera=cam) as pipe:
+        pipe.wait(timeout=20)
+        st = pipe.stats()
+    assert st.counts["camera"] == 40
+    assert st.drops["frames"] == 0
+    assert st.counts["face"] == 40
+    assert sorted(seen) == list(range(40))
+
+
+def test_every_frame_reader_blocked_on_a_full_queue_still_stops() -> None:
+    cam = FakeCamera(lambda i: np.zeros((48, 64, 3), np.uint8), n_frames=None)
+    o = opts(**{"audio.enabled": False, "queues.frames": 1, "camera.every_frame": True})
+    slow = lambda o_: BrightnessFace(o_, delay=0.5)  # noqa: E731
+    pipe = make(o, face=slow, on_result=lambda r: None, camera=cam).start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    pipe.close(timeout=5)
+    assert time.monotonic() - t0 < 4.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("affectlite")]
+
+
 def test_slow_callback_never_stalls_capture_and_memory_is_bounded() -> None:
     cam = FakeCamera(lambda i: np.zeros((48, 64, 3), np.uint8), n_frames=None, realtime=True, fps=200)
     o = opts(**{"audio.enabled": False, "queues.results": 4})

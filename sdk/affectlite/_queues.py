@@ -43,6 +43,24 @@ class DropOldestQueue(Generic[T]):
             self._cond.notify()
             return not dropped
 
+    def put_wait(self, item: T, stop: threading.Event | None = None, poll_s: float = 0.1) -> bool:
+        """Add an item, waiting for room instead of dropping (backpressure for recorded sources).
+
+        Returns:
+            True once added; False when the queue was closed or ``stop`` was set while waiting.
+        """
+        with self._cond:
+            while len(self._items) >= self.maxsize:
+                if self._closed or (stop is not None and stop.is_set()):
+                    return False
+                self._cond.wait(poll_s)
+            if self._closed:
+                return False
+            self._items.append(item)
+            self.put_count += 1
+            self._cond.notify_all()
+            return True
+
     def get(self, timeout: float | None = None) -> T | None:
         """Oldest item, or ``None`` on timeout.
 
@@ -58,7 +76,9 @@ class DropOldestQueue(Generic[T]):
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            return self._items.popleft()
+            item = self._items.popleft()
+            self._cond.notify_all()  # wake a put_wait() waiting for room
+            return item
 
     def close(self, *, discard: bool = False) -> None:
         """Refuse further puts; consumers drain what is left (or nothing, with ``discard``) then get Closed."""

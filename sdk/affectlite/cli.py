@@ -66,6 +66,7 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     files = bool(args.video or args.images or args.audio)
     if files:
         ov.setdefault("camera.realtime", not args.fast)
+        ov.setdefault("camera.every_frame", bool(args.fast))
         ov.setdefault("audio.realtime", not args.fast)
         if not (args.video or args.images or args.camera is not None):
             ov["camera.enabled"] = False
@@ -286,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mic", help="microphone index or name substring")
     r.add_argument("--no-camera", action="store_true", help="audio (and text) only")
     r.add_argument("--no-audio", action="store_true", help="camera (and text) only")
-    r.add_argument("--fast", action="store_true", help="read files as fast as possible instead of in real time")
+    r.add_argument("--fast", action="store_true",
+                   help="analyse every frame of the files as fast as possible instead of in real time")
     r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     r.add_argument("--pretty", action="store_true", help="human-readable lines instead of JSON")
     r.add_argument("--consent", metavar="PURPOSE", help="grant the consent token a profile may require")

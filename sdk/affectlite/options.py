@@ -45,6 +45,10 @@ class CameraOptions:
         inference_height: Height of that stream.
         realtime: For file sources, pace frames at ``fps`` (True) or read as fast as possible (False).
         loop: For file sources, start again at the end instead of stopping.
+        every_frame: Never drop a frame: the reader waits for the face thread instead (for recordings
+            analysed offline, e.g. with ``realtime=False``: every frame is analysed, as fast as the
+            pipeline can go). Leave it off for live cameras: waiting there only moves the drops into
+            the driver's buffers and adds latency.
         reconnect: Reopen a failing camera with exponential backoff instead of stopping.
         max_backoff_s: Longest wait between reconnect attempts.
     """
@@ -59,6 +63,7 @@ class CameraOptions:
     inference_height: int = 0
     realtime: bool = True
     loop: bool = False
+    every_frame: bool = False
     reconnect: bool = True
     max_backoff_s: float = 5.0
 
@@ -101,8 +106,11 @@ class FaceOptions:
         detector_model: Model file for detectors that need one (YuNet ONNX; BlazeFace override).
         detect_every: Run the detector every Nth frame, track in between.
         detect_width: Downscale frames to this width for detection (0: no downscale).
+        detect_scale_factor: Image-pyramid step of the Haar detector (1.1 searches finer and costs about a
+            third more CPU than the default 1.15; 1.2 and above miss faces; other detectors ignore it).
         max_faces: Most faces classified per frame (largest first).
-        min_face_size: Smallest face side in pixels of the original frame.
+        min_face_size: Smallest face side in pixels of the original frame (default: the expression model's
+            48-pixel input; lower it for far-away faces at the cost of detection time).
         margin: Extra crop margin around the box, as a fraction of its size.
         score_threshold: Minimum detector score.
         track_iou: IoU to match a detection to a track.
@@ -119,8 +127,9 @@ class FaceOptions:
     detector_model: str | None = None
     detect_every: int = 3
     detect_width: int = 320
+    detect_scale_factor: float = 1.15
     max_faces: int = 4
-    min_face_size: int = 40
+    min_face_size: int = 48
     margin: float = 0.15
     score_threshold: float = 0.5
     track_iou: float = 0.3

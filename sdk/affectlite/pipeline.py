@@ -612,7 +612,8 @@ class EmotionPipeline:
             self._crops = crops
 
     def _capture_loop(self, src: CameraSource | MicrophoneSource, kind: str, counter: str,
-                      out: DropOldestQueue[Any], reconnect: bool, max_backoff_s: float) -> None:
+                      out: DropOldestQueue[Any], reconnect: bool, max_backoff_s: float,
+                      wait_for_room: bool = False) -> None:
         """Read a source until it ends or the pipeline stops; reconnect on errors (shared by camera and mic)."""
         try:
             while not self._stop.is_set():
@@ -626,14 +627,19 @@ class EmotionPipeline:
                     self._notice(SourceStatus(kind, "ended", "end of stream", time.monotonic_ns()))
                     break
                 self._c.counts[counter] += 1
-                out.put(item)
+                if wait_for_room:
+                    if not out.put_wait(item, self._stop):
+                        break
+                else:
+                    out.put(item)
         finally:
             out.close()
 
     def _camera_loop(self) -> None:
         assert self._camera is not None  # invariant: thread only started with a camera
         o = self.options.camera
-        self._capture_loop(self._camera, "camera", "camera", self._frames, o.reconnect, o.max_backoff_s)
+        self._capture_loop(self._camera, "camera", "camera", self._frames, o.reconnect, o.max_backoff_s,
+                           wait_for_room=o.every_frame)
 
     def _mic_loop(self) -> None:
         assert self._mic is not None  # invariant: thread only started with a microphone

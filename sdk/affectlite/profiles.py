@@ -188,6 +188,7 @@ _CONSTRAINTS: dict[str, dict[str, Any]] = {
     "face.detector": {"choices": ("haar", "blazeface", "yunet")},
     "face.detect_every": {"range": _R(1, 120)},
     "face.detect_width": {"range": _R(0, 7680)},
+    "face.detect_scale_factor": {"range": _R(1, 2, lo_open=True)},
     "face.max_faces": {"range": _R(1, 64)},
     "face.min_face_size": {"range": _R(8, 4096)},
     "face.margin": {"range": _R(0, 1)},

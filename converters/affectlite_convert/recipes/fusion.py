@@ -91,11 +91,19 @@ def _stratified_half(y: np.ndarray, seed: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- pools
+def _model_key(path: str | os.PathLike[str]) -> str:
+    """Cache key of a model: the first 12 hex digits of its file's sha256 (a changed model is re-scored)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
 def face_pool(fer_dir: Path, model: str | None, cache: Path, seed: int) -> Pool:
     """Face probabilities of FER2013 public_test through the runtime face classifier."""
+    from affectlite.face import DEFAULT_FACE_MODEL as FACE_MODEL
     from affectlite.face import FaceExpressionClassifier, _list_images, _read_image
 
-    f = cache / "face_public_test.npz"
+    f = cache / f"face_public_test_{_model_key(model or FACE_MODEL)}.npz"
     if f.is_file():
         z = np.load(f)
         probs, y = z["probs"], z["y"]
@@ -136,7 +144,7 @@ def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cach
         note = (f"RAVDESS actors 01-20 ({len(y)} clips), out-of-fold int8 probabilities of the voice recipe's "
                 f"leave-actors-out CV, temperature {card.temperature:.3f} from the shipped card")
         return Pool("voice", probs, y, np.ones(len(y)), half_a, note)
-    f = cache / "voice_shipped.npz"
+    f = cache / f"voice_shipped_{_model_key(model or DEFAULT_MODEL)}.npz"
     if f.is_file():
         probs = np.load(f)["probs"]
     else:
@@ -160,9 +168,10 @@ def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cach
 def text_pool(goemo_dir: Path, model: str | None, cache: Path, seed: int) -> Pool:
     """Text probabilities of GoEmotions dev single-label rows through the runtime text classifier."""
     from affectlite.options import TextOptions
+    from affectlite.text import DEFAULT_TEXT_MODEL as TEXT_MODEL
     from affectlite.text import TextClassifier, goemotions_common_table, read_goemotions_tsv, single_label_rows
 
-    f = cache / "text_dev.npz"
+    f = cache / f"text_dev_{_model_key(model or TEXT_MODEL)}.npz"
     if f.is_file():
         z = np.load(f)
         probs, y, ntok = z["probs"], z["y"], z["ntok"]

@@ -41,7 +41,7 @@ class HaarDetector:
         score_threshold: Minimum score 0..1 (see the module docstring).
         min_size: Smallest face side in pixels of the image given to :meth:`detect`.
         num_threads: Unused (OpenCV manages its own threads).
-        scale_factor: Image pyramid step.
+        scale_factor: Image pyramid step (1.1 is finer and about a third slower; 1.2 misses faces).
         min_neighbors: Raw detections needed to accept a face (higher: fewer false positives).
 
     Raises:
@@ -52,7 +52,7 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, model_path: str | None = None, score_threshold: float = 0.5, min_size: int = 20,
-                 num_threads: int | None = 1, scale_factor: float = 1.1, min_neighbors: int = 5) -> None:
+                 num_threads: int | None = 1, scale_factor: float = 1.15, min_neighbors: int = 4) -> None:
         del num_threads
         self._cv2 = cv2 = import_cv2("the Haar face detector")
         path = model_path or _default_cascade(cv2)
