@@ -22,7 +22,9 @@ Late fusion (``FusionOptions.strategy = "late"``), per result:
 
 ``strategy = "learned"`` replaces step 3 by an int8 fusion head (``models/fusion.tflite``, task
 ``"fusion"``) fed with :func:`head_features` (per-modality probabilities and normalised weights, zeros for a
-missing modality); steps 4-5 are the same.
+missing modality) whenever two or more modalities contribute; a single modality passes through step 3
+unchanged (a head trained on class-balanced pseudo-pairs would only re-weight its classes); steps 4-5 are
+the same.
 """
 
 from __future__ import annotations
@@ -414,7 +416,7 @@ def _cfg(options: FusionOptions | None) -> _Cfg:
 def _pool(cfg: _Cfg, probs: dict[str, np.ndarray], weights: dict[str, float],
           head: FusionHead | None) -> tuple[np.ndarray, dict[str, float]]:
     fused, mw = fuse_probabilities(probs, weights)
-    if cfg.strategy == "learned" and head is not None and mw:
+    if cfg.strategy == "learned" and head is not None and len(mw) >= 2:
         fused = head(head_features({m: probs.get(m) for m in MODALITIES}, weights))
     return fused, mw
 

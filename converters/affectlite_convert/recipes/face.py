@@ -429,7 +429,15 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
     rep = prepare_faces(list(xtr[idx]), spec)  # the runtime's own preprocessing code
     val = prepare_faces(list(xva), spec)
     state = json.loads((out / "state.json").read_text()) if (out / "state.json").is_file() else {}
-    temperature = fit_temperature(model.predict(val, batch_size=512, verbose=0), yva)
+    pval = model.predict(val, batch_size=512, verbose=0)
+    temperature = fit_temperature(pval, yva)
+    pred = pval.argmax(1)
+    recall = {LABELS[k]: float((pred[yva == k] == k).mean()) for k in range(len(LABELS)) if (yva == k).any()}
+    worst = min(recall, key=lambda k: recall[k])
+    confused = np.bincount(pred[(yva == LABELS.index(worst)) & (pred != LABELS.index(worst))],
+                           minlength=len(LABELS))
+    width = int(state.get("config", {}).get("width", 16))
+    channels = "-".join(str(width * m) for m in (1, 2, 4, 8))
     card = {
         "name": "affectlite-face-fer2013",
         "version": "1.0.0",
@@ -449,7 +457,8 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
             "recipe": _recipe_commands(state, seed),
             "epochs": state.get("config", {}).get("epochs", epochs),
             "schedule_changes": state.get("schedule_changes", []),
-            "method": "VGG-style CNN 16-32-64-128 channels, 0.29 M parameters; augmentation flip/rotate/zoom/"
+            "method": f"VGG-style CNN {channels} channels, {model.count_params() / 1e6:.2f} M parameters; "
+                      "augmentation flip/rotate/zoom/"
                       "shift/brightness/contrast; sqrt inverse-frequency class weights; label smoothing 0.1; "
                       "AdamW + cosine; BatchNorm statistics recomputed on un-augmented training images",
             "best_epoch": state.get("best_epoch"),
@@ -460,8 +469,9 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
             "Trained on posed/web images of mostly frontal faces; profile, occluded, low-light or very small "
             "faces are less reliable.",
             "Outputs an estimate of the displayed facial expression, not of the emotion a person feels.",
-            "'fear' has the lowest recall (~31% on public_test; most often mistaken for sad); "
-            "'disgust' is rare in the training data (436 images, 56 in public_test), so its figures are noisy.",
+            f"'{worst}' has the lowest recall ({recall[worst]:.0%} on public_test, float model; most often "
+            f"mistaken for {LABELS[int(confused.argmax())]}); 'disgust' is rare in the training data (436 images, "
+            "56 in public_test), so its figures are noisy.",
         ],
     }
     dest = out / "face.tflite"
@@ -477,7 +487,8 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
 
 def _recipe_commands(state: dict[str, Any], seed: int) -> str:
     cfg = state.get("config", {})
-    base = f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed}"
+    base = (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
+            f"--width {cfg.get('width', 16)}")
     changes = state.get("schedule_changes", [])
     if not changes:
         return f"{base} --epochs {cfg.get('epochs')}"

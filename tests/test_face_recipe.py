@@ -1,0 +1,54 @@
+"""The face training recipe end to end on a small FER2013 slice: train, resume, convert, card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affectlite.labels import LABELS
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("cv2")
+
+
+def _slice(src: Path, dst: Path, per_class: int) -> None:
+    for split in ("train", "public_test"):
+        for d in sorted((src / split).iterdir()):
+            out = dst / split / d.name
+            out.mkdir(parents=True)
+            for f in sorted(d.iterdir())[:per_class]:
+                shutil.copy(f, out / f.name)
+
+
+@pytest.mark.slow
+def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_datasets: Path,
+                                                                      tmp_path: Path) -> None:
+    from affectlite.card import load_card
+    from affectlite.face import FaceExpressionClassifier
+    from affectlite_convert.recipes import face as F
+
+    data = tmp_path / "fer"
+    _slice(shared_datasets / "fer2013", data, per_class=24)
+    out = tmp_path / "run"
+    st = F.train(str(data), str(out), epochs=2, width=4, batch_size=32, stop_after=1, threads=1)
+    assert st["epoch"] == 1 and (out / "ckpt" / "last.keras").is_file()
+    st = F.train(str(data), str(out), epochs=2, width=4, batch_size=32, threads=1)  # resumes at epoch 2
+    assert [h["epoch"] for h in st["history"]] == [1, 2]
+    with pytest.raises(SystemExit, match="another config"):
+        F.train(str(data), str(out), epochs=2, width=8, batch_size=32, threads=1)
+
+    dest = F.convert_best(str(data), str(out), seed=1)
+    card = load_card(dest.with_suffix(".card.json"))
+    assert card.task == "face" and list(card.labels) == list(LABELS)
+    assert "--width 4" in card.training["recipe"]
+    assert "4-8-16-32 channels" in card.training["method"]
+    assert card.metrics["int8"]["n"] == 7 * 24
+    clf = FaceExpressionClassifier.create(str(dest))
+    (p,) = clf.classify_crops([np.full((48, 48), 128, np.uint8)])
+    assert len(p) == len(LABELS) and abs(sum(p) - 1.0) < 0.05
+    state = json.loads((out / "state.json").read_text())
+    assert state["config"]["width"] == 4
