@@ -82,3 +82,24 @@ def test_bad_crops_are_input_errors() -> None:
 def test_grey_uses_bt601_weights() -> None:
     px = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]]], dtype=np.uint8)
     np.testing.assert_allclose(to_grey(px)[0], [76.245, 149.685, 29.07], atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(192, 192), (101, 77), (101, 77, 3), (49, 60, 1)])
+def test_opencv_shrink_path_equals_the_numpy_box_filter(shape: tuple[int, ...],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("cv2")
+    from affectlite import preprocess as P
+
+    img = np.random.default_rng(2).uniform(0, 255, size=shape).astype(np.float32)
+    with_cv2 = P.resize(img, (48, 48), "area")
+    monkeypatch.setattr(P, "_CV2", [None])  # as on a device without OpenCV
+    plain = P.resize(img, (48, 48), "area")
+    assert with_cv2.shape == plain.shape == (48, 48, *shape[2:])
+    assert with_cv2.dtype == plain.dtype == np.float32
+    np.testing.assert_allclose(with_cv2, plain, atol=1e-3)
+
+
+def test_grey_needs_no_blas_and_matches_the_weighted_sum() -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
+    ref = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(to_grey(rgb), ref, atol=1e-3)

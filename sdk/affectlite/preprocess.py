@@ -146,12 +146,30 @@ def _as_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     return arr
 
 
+_CV2: list[Any] = []
+
+
+def _cv2() -> Any:
+    """OpenCV when installed (cached), else None: only an accelerator here, never required."""
+    if not _CV2:
+        mod: Any = None
+        try:
+            import cv2 as mod
+        except ImportError:
+            pass
+        _CV2.append(mod)
+    return _CV2[0]
+
+
 def to_grey(image: np.ndarray) -> np.ndarray:
     """RGB (or grey) uint8 image -> float32 grey ``(H, W)`` in 0..255 (BT.601 luma)."""
     arr = _as_image(image)
     if arr.ndim == 2:
         return arr.astype(np.float32)
-    out: np.ndarray = arr.astype(np.float32) @ _LUMA
+    # per-channel multiply-adds, not ``@ _LUMA``: a matrix-vector product over every pixel goes to BLAS, whose
+    # worker threads (OpenBLAS) then spin between frames and burn a core on small devices
+    f = arr.astype(np.float32)
+    out: np.ndarray = f[..., 0] * _LUMA[0] + f[..., 1] * _LUMA[1] + f[..., 2] * _LUMA[2]
     return out
 
 
@@ -219,6 +237,12 @@ def resize(image: np.ndarray, size: tuple[int, int], mode: str = "area") -> np.n
         out_n: np.ndarray = img[ys][:, xs]
         return out_n
     if mode == "area" and (ih >= h and iw >= w):
+        cv2 = _cv2()
+        if cv2 is not None and img.ndim in (2, 3) and (img.ndim == 2 or img.shape[2] <= 4):
+            # OpenCV's INTER_AREA shrink is the same box filter (equal to the matrices below within float32
+            # rounding, tested) and runs without BLAS, whose spinning worker threads cost a core per pipeline
+            shrunk: np.ndarray = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_AREA)
+            return shrunk.reshape((h, w, *img.shape[2:])).astype(np.float32, copy=False)
         my, mx = _area_matrix(ih, h), _area_matrix(iw, w)
     elif mode in ("area", "bilinear"):
         my = _area_matrix(ih, h) if (mode == "area" and ih >= h) else _bilinear_matrix(ih, h)
