@@ -84,6 +84,8 @@ def test_run_on_video_and_audio_streams_json_lines(media: tuple[Path, Path]) -> 
     results = [ln for ln in lines if ln["event"] == "result"]
     stats = [ln for ln in lines if ln["event"] == "stats"]
     assert results and stats and stats[0]["state"] == "finished"
+    assert stats[0]["counts"]["camera"] == stats[0]["counts"]["face"] == 45  # --fast analyses every frame
+    assert stats[0]["drops"]["frames"] == 0
     with_faces = [x for x in results if x["faces"]]
     assert len(with_faces) >= 10, "the astronaut's face should be found in most frames"
     assert {f["track_id"] for x in with_faces for f in x["faces"]} <= {1, 2, 3}  # one moving face, stable id
