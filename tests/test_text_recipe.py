@@ -84,3 +84,27 @@ def test_recipe_end_to_end_on_a_slice(tmp_path: Path) -> None:
     assert summary["float"]["accuracy"] > 0.4  # far above chance (1/7) even on this slice
     clf = TextClassifier.from_model(model)
     assert clf.classify("thank you so much, I love it").label == "happy"
+
+
+@pytest.mark.convert
+@needs_goemo
+def test_select_with_cross_validated_offsets(tmp_path: Path) -> None:
+    from affectlite_convert.recipes.text import _offsets_origin, main
+
+    data = tmp_path / "goemo"
+    data.mkdir()
+    for name, n in (("train.tsv", 1500), ("dev.tsv", 200)):
+        lines = (GOEMO / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
+        (data / name).write_text("".join(lines), encoding="utf-8")
+    for name in ("emotions.txt", "ekman_mapping.json"):
+        (data / name).write_text((GOEMO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "sel"
+    assert main(["--data", str(data), "--out", str(out), "--n-word", "2048", "--n-char", "2048", "--steps", "40",
+                 "--stage", "select", "--offset-folds", "3"]) == 0
+    sel = json.loads((out / "select.json").read_text())
+    cv = sel["cv"]
+    assert sel["offsets_from"] == "cross-validation" and cv["folds"] == 3 and len(cv["per_fold_macro_f1"]) == 3
+    assert cv["rows"] > 1000  # every training row is scored out of fold
+    assert cv["oof_macro_f1_with_offsets"] >= cv["oof_macro_f1"]
+    assert len(sel["offsets"]) == len(LABELS) and all(-1.0 <= v <= 1.0 for v in sel["offsets"])
+    assert "3-fold cross-validation" in _offsets_origin(str(out / "select.json"))

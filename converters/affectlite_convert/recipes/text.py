@@ -1,8 +1,9 @@
 """Recipe: the default text emotion model, trained on GoEmotions (train split), int8.
 
-Reproduce with::
+Reproduce the shipped model with::
 
-    affectlite train text --data ../shared/datasets/goemotions --out DIR
+    affectlite train text --data ../shared/datasets/goemotions --out SEL --stage select --offset-folds 3
+    affectlite train text --data ../shared/datasets/goemotions --out DIR --offsets SEL/select.json
     # or: python -m affectlite_convert.recipes.text --data ... --out DIR
 
 What it does:
