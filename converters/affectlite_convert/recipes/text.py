@@ -27,7 +27,8 @@ What it does:
   of a stratified K-fold CV over all of train, which the shipped model uses); ``--stage final --offsets
   OUT/select.json`` adds those offsets to the bias of the model trained on all of train.
 * **int8.** The dense-input twin of the trained layer goes through :func:`affectlite_convert.convert`
-  (calibration: training rows; validation: dev single-label rows), output = logits.
+  (calibration: random training rows plus the rows with the largest feature values, so short texts are not
+  clipped; validation: dev single-label rows), output = logits.
 * **Calibration.** The temperature is fitted (NLL, :func:`affectlite.fusion.fit_temperature`) on the int8
   model's dev logits.
 * **Figures.** Float and int8 accuracy / macro-F1 on the dev single-label rows; the int8 figures come from
@@ -450,6 +451,24 @@ def _offsets_origin(select_json: str | None) -> str:
     return "10% hold-out of train (--stage select)"
 
 
+def _calibration_rows(x: Csr, n: int, rng: np.random.Generator, extremes: int = 32) -> np.ndarray:
+    """Representative rows for int8 calibration: ``n`` at random plus the ``extremes`` rows with the largest
+    single feature value.
+
+    Features are L2-normalised, so the largest values come from the shortest texts ("thanks!"); a random
+    sample rarely holds one, the calibrated input range then ends below them and their strongest features
+    are clipped. Adding them makes the input range reach the values real inputs produce.
+    """
+    indptr, _, data = x
+    n_rows = len(indptr) - 1
+    row_max = np.zeros(n_rows, np.float32)
+    nz = np.diff(indptr) > 0
+    row_max[nz] = np.maximum.reduceat(data, indptr[:-1][nz])
+    top = np.argsort(-row_max, kind="stable")[:extremes]
+    rand = rng.choice(n_rows, size=min(n, n_rows), replace=False)
+    return np.unique(np.concatenate([rand, top]))
+
+
 def _config(a: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(a, k) for k in DEFAULTS}
 
@@ -492,7 +511,7 @@ def _final(a: argparse.Namespace, splits: dict[str, Any], out: Path) -> int:
 
     model = _export_model(w, b)
     rng = np.random.default_rng(a.seed)
-    calib_rows = np.sort(rng.choice(len(tr_t), size=min(a.calibration_samples, len(tr_t)), replace=False))
+    calib_rows = _calibration_rows(x_tr, a.calibration_samples, rng)
     x_cal = _dense(x_tr, feat.dim, calib_rows.tolist())
     n_val = len(dv_t) if a.validation_limit is None else min(a.validation_limit, len(dv_t))
     x_val = _dense(x_dv, feat.dim, list(range(n_val)))
