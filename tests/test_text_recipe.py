@@ -108,3 +108,19 @@ def test_select_with_cross_validated_offsets(tmp_path: Path) -> None:
     assert cv["oof_macro_f1_with_offsets"] >= cv["oof_macro_f1"]
     assert len(sel["offsets"]) == len(LABELS) and all(-1.0 <= v <= 1.0 for v in sel["offsets"])
     assert "3-fold cross-validation" in _offsets_origin(str(out / "select.json"))
+
+
+def test_calibration_rows_include_the_largest_feature_values() -> None:
+    from affectlite_convert.recipes.text import _calibration_rows
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    nnz = rng.integers(1, 40, n)
+    nnz[1234] = 1  # the one-word text: a single feature of value 1.0 after L2 normalisation
+    indptr = np.concatenate([[0], np.cumsum(nnz)])
+    data = np.concatenate([np.full(k, 1.0 / np.sqrt(k), np.float32) for k in nnz])
+    indices = np.zeros(len(data), np.int64)
+    rows = _calibration_rows((indptr, indices, data), 100, np.random.default_rng(1), extremes=8)
+    assert 1234 in rows and 100 <= len(rows) <= 108 and len(set(rows.tolist())) == len(rows)
+    cal_max = max(data[indptr[r]:indptr[r + 1]].max() for r in rows)
+    assert cal_max == data.max()
