@@ -115,7 +115,7 @@ def test_calibration_rows_include_the_largest_feature_values() -> None:
 
     rng = np.random.default_rng(0)
     n = 5000
-    nnz = rng.integers(1, 40, n)
+    nnz = rng.integers(2, 40, n)
     nnz[1234] = 1  # the one-word text: a single feature of value 1.0 after L2 normalisation
     indptr = np.concatenate([[0], np.cumsum(nnz)])
     data = np.concatenate([np.full(k, 1.0 / np.sqrt(k), np.float32) for k in nnz])
