@@ -221,8 +221,8 @@ def test_shipped_card_describes_the_featuriser_and_data() -> None:
     assert (DEFAULT_TEXT_MODEL.parent / pre["idf_file"]).is_file()
     assert "GoEmotions" in card.training["data"] and "Apache" in card.training["terms"]
     assert card.temperature != 1.0 and card.limitations
-    # issue target is 0.58; the shipped model reaches ~0.565 (noted on the issue): guard the TF-IDF+LR baseline
-    assert card.metrics["int8"]["macro_f1"] >= 0.56
+    # issue target is 0.58; the shipped int8 model reaches 0.5799 (noted on the issue): guard that level
+    assert card.metrics["int8"]["macro_f1"] >= 0.575
     assert DEFAULT_TEXT_MODEL.stat().st_size <= 2 * 1024 * 1024
 
 
@@ -269,7 +269,7 @@ def test_shipped_model_reaches_its_card_figures_on_dev() -> None:
     card = load_card(card_path_for(DEFAULT_TEXT_MODEL))
     assert res["n"] == card.metrics["int8"]["n"]
     assert res["macro_f1"] == pytest.approx(card.metrics["int8"]["macro_f1"], abs=2e-3)
-    assert res["macro_f1"] >= 0.56  # at least the TF-IDF + logistic-regression baseline (target 0.58 not met)
+    assert res["macro_f1"] >= 0.575  # above the TF-IDF + LR baseline (0.56); target 0.58 missed by 0.0001
     assert res["accuracy"] > 0.6
 
 
