@@ -364,7 +364,7 @@ _rel = st.floats(allow_nan=True, allow_infinity=True)
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fp=_prob, vp=_prob, tp=_prob, fr=_rel, vr=_rel, tr=_rel,
-       th=st.floats(0.0, 1.0), pool_strategy=st.sampled_from(["late"]))
+       th=st.floats(0.0, 1.0), pool_strategy=st.sampled_from(["late", "learned"]))
 def test_fuse_once_never_crashes_on_any_subset(fp: list[float] | None, vp: list[float] | None,
                                                tp: list[float] | None, fr: float, vr: float, tr: float,
                                                th: float, pool_strategy: str) -> None:
@@ -429,3 +429,23 @@ def test_head_features_layout() -> None:
     assert np.all((x[14:21] < 0) & (x[14:21] >= -1))
     np.testing.assert_allclose(x[21:], [0.75, 0.0, 0.25], atol=1e-6)
     assert np.all(head_features({}, {}) == 0)
+
+
+def test_shipped_fusion_head_is_the_default_and_is_used_for_two_modalities() -> None:
+    from affectlite.card import card_path_for, load_card
+    from affectlite.fusion import DEFAULT_FUSION_HEAD, FusionHead, fuse_once
+
+    assert FusionOptions().strategy == "learned"
+    card = load_card(card_path_for(DEFAULT_FUSION_HEAD))
+    assert card.task == "fusion" and "study" in card.metrics
+    study = card.metrics["study"]
+    assert study["learned_int8"] > max(study["late_default"], study["late_tuned"])  # why it is the default
+    head = FusionHead.load()
+    pf, pv = np.array(onehotish("happy", 0.7)), np.array(onehotish("sad", 0.6))
+    learned = fuse_once(face_probs=pf, voice_probs=pv, head=head)
+    late = fuse_once(face_probs=pf, voice_probs=pv, options=FusionOptions(strategy="late"))
+    assert abs(sum(learned.probabilities) - 1.0) < 1e-6
+    assert not np.allclose(learned.probabilities, late.probabilities, atol=1e-3)
+    single = fuse_once(face_probs=pf)
+    np.testing.assert_allclose(single.probabilities,
+                               fuse_once(face_probs=pf, options=FusionOptions(strategy="late")).probabilities)

@@ -31,6 +31,7 @@ class EmotionClassifier:
         self._face: Any = None
         self._voice: Any = None
         self._text: Any = None
+        self._head: Any = None
 
     @classmethod
     def default(cls, options: PipelineOptions | None = None) -> EmotionClassifier:
@@ -83,6 +84,11 @@ class EmotionClassifier:
                 text_r = self._text.classify(text, time.monotonic_ns())
             face = primary_face(faces, (int(np.asarray(image).shape[1]), int(np.asarray(image).shape[0]))
                                 ) if faces and image is not None else None
+            n_mod = sum(x is not None for x in (face, voice, text_r))
+            if self.options.fusion.strategy == "learned" and n_mod >= 2 and self._head is None:
+                from .fusion import FusionHead
+
+                self._head = FusionHead.load()  # once, not per call
             result: EmotionResult = fuse_once(
                 face_probs=face.probabilities if face is not None else None,
                 voice_probs=voice.probabilities if voice is not None else None,
@@ -90,7 +96,7 @@ class EmotionClassifier:
                 face_reliability=face_reliability(face) if face is not None else 1.0,
                 voice_reliability=voice_reliability(voice) if voice is not None else 1.0,
                 text_reliability=text_reliability(text_r) if text_r is not None else 1.0,
-                options=self.options.fusion, faces=faces, voice=voice, text=text_r,
+                options=self.options.fusion, head=self._head, faces=faces, voice=voice, text=text_r,
                 track_id=face.track_id if face is not None else None, result_ns=time.monotonic_ns())
             return result
 

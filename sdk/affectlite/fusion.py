@@ -457,8 +457,6 @@ def fuse_once(face_probs: Sequence[float] | np.ndarray | None = None,
         ConfigError: invalid options.
     """
     cfg = _cfg(options)
-    if cfg.strategy == "learned" and head is None:
-        head = FusionHead.load()
     probs: dict[str, np.ndarray] = {}
     weights: dict[str, float] = {}
     for m, p, r in (("face", face_probs, face_reliability), ("voice", voice_probs, voice_reliability),
@@ -470,6 +468,8 @@ def fuse_once(face_probs: Sequence[float] | np.ndarray | None = None,
             continue
         probs[m] = clean
         weights[m] = cfg.weights[m] * _clip01(r)
+    if cfg.strategy == "learned" and head is None and len(probs) >= 2:
+        head = FusionHead.load()  # only when it will be used (two or more modalities)
     fused, mw = _pool(cfg, probs, weights, head)
     if not mw:
         return EmotionResult.empty(capture_ns=capture_ns, result_ns=result_ns)

@@ -197,7 +197,12 @@ class FusionOptions:
     """How modalities are fused and smoothed.
 
     Attributes:
-        strategy: ``"late"`` (calibrated, reliability-weighted late fusion) or ``"learned"`` (int8 fusion head).
+        strategy: ``"learned"`` (default: the shipped int8 fusion head whenever two or more modalities
+            contribute, late fusion for a single one) or ``"late"`` (calibrated, reliability-weighted late
+            fusion). The head was trained on the outputs of the shipped face, voice and text models: with
+            your own models use ``"late"`` or retrain it (``affectlite train fusion``). On held-out
+            pseudo-pairs the head scored mean macro-F1 0.826 over the multimodal subsets against 0.810
+            for late fusion (``docs/fusion.md``).
         weights: Base weight per modality.
         max_age_s: Evidence older than this is stale and dropped (per modality).
         half_life_s: Age decay half-life per modality.
@@ -207,7 +212,7 @@ class FusionOptions:
         voice_target: ``"primary"`` (largest, most central face) or ``"all"`` faces.
     """
 
-    strategy: str = "late"
+    strategy: str = "learned"
     weights: dict[str, float] = _d(face=1.0, voice=0.8, text=0.6)
     max_age_s: dict[str, float] = _d(face=1.0, voice=4.0, text=15.0)
     half_life_s: dict[str, float] = _d(face=0.5, voice=2.0, text=6.0)
