@@ -292,8 +292,11 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
     import tensorflow as tf
 
     if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already initialised in this process (threads stay as they are)
+            pass
     out = Path(out_dir)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     cache = cache_dir if cache_dir is not None else str(out / "cache")
