@@ -287,8 +287,13 @@ def _progress_callback() -> Any:
 
 def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_size: int = 128,
           lr: float = 3e-3, width: int = 20, cache_dir: str | None = None, threads: int | None = None,
-          max_minutes: float | None = None, stop_after: int | None = None) -> dict[str, Any]:
-    """Train (or resume) the classifier; returns a summary dict. See the module docstring."""
+          max_minutes: float | None = None, stop_after: int | None = None,
+          restart_lr: float | None = None) -> dict[str, Any]:
+    """Train (or resume) the classifier; returns a summary dict. See the module docstring.
+
+    ``restart_lr`` (with a longer ``epochs`` on a resumed run): a warm restart - the learning rate jumps back
+    to this value and anneals to the new end, instead of continuing from the current (final) rate.
+    """
     import keras
     import tensorflow as tf
 
@@ -330,10 +335,15 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
                 raise SystemExit(f"{out} already trained {state['epoch']} epochs; --epochs must be larger")
             step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
             now = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            if restart_lr is not None:
+                now = float(restart_lr)
             model.optimizer.learning_rate = _ResumedCosine(now, step, total_steps, 0.01 * lr)
             state["config"]["epochs"] = epochs
             state.setdefault("initial_epochs", cfg["epochs"])
-            state.setdefault("schedule_changes", []).append({"at_epoch": state["epoch"], "epochs": epochs})
+            change: dict[str, Any] = {"at_epoch": state["epoch"], "epochs": epochs}
+            if restart_lr is not None:
+                change["restart_lr"] = float(restart_lr)
+            state.setdefault("schedule_changes", []).append(change)
             print(f"schedule: cosine from lr {now:.2e} at step {step} to step {total_steps}", flush=True)
         print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
     else:
@@ -499,10 +509,12 @@ def _recipe_commands(state: dict[str, Any], seed: int) -> str:
     # the first segment ran with the original length until the first change
     cmds = []
     epochs_before = state.get("initial_epochs")
+    restart = ""
     for ch in changes:
-        cmds.append(f"{base} --epochs {epochs_before} --stop-after {ch['at_epoch']}")
+        cmds.append(f"{base} --epochs {epochs_before} --stop-after {ch['at_epoch']}{restart}")
         epochs_before = ch["epochs"]
-    cmds.append(f"{base} --epochs {cfg.get('epochs')}")
+        restart = f" --restart-lr {ch['restart_lr']}" if "restart_lr" in ch else ""
+    cmds.append(f"{base} --epochs {cfg.get('epochs')}{restart}")
     return " && ".join(cmds)
 
 
@@ -520,11 +532,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="TensorFlow CPU threads")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
     p.add_argument("--stop-after", type=int, default=None, help="stop (resumably) after this epoch")
+    p.add_argument("--restart-lr", type=float, default=None, help="with a larger --epochs on a resumed run: "
+                   "warm restart of the cosine schedule from this learning rate")
     p.add_argument("--no-convert", action="store_true", help="train only")
     a = p.parse_args(list(argv) if argv is not None else None)
     state = train(a.data, a.out, epochs=a.epochs, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
                   width=a.width, cache_dir=a.cache, threads=a.threads, max_minutes=a.max_minutes,
-                  stop_after=a.stop_after)
+                  stop_after=a.stop_after, restart_lr=a.restart_lr)
     print(f"best public_test accuracy (float) {state['best_acc']:.4f} at epoch {state['best_epoch']}")
     if a.no_convert or state["epoch"] < a.epochs:
         return 0
