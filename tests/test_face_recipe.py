@@ -52,3 +52,8 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert len(p) == len(LABELS) and abs(sum(p) - 1.0) < 0.05
     state = json.loads((out / "state.json").read_text())
     assert state["config"]["width"] == 4
+    # lengthen the finished run with a warm restart: recorded, and reproduced by the recipe commands
+    st = F.train(str(data), str(out), epochs=3, width=4, batch_size=32, threads=1, restart_lr=1e-3)
+    assert st["epoch"] == 3 and st["schedule_changes"][-1] == {"at_epoch": 2, "epochs": 3, "restart_lr": 1e-3}
+    cmds = F._recipe_commands(st, 1)
+    assert cmds.endswith("--epochs 3 --restart-lr 0.001") and "--epochs 2 --stop-after 2" in cmds
