@@ -47,6 +47,18 @@ def test_load_splits_rules() -> None:
     assert set(np.unique(tr_y)) == set(range(len(LABELS)))
 
 
+def _goemotions_slice(tmp_path: Path, n_train: int, n_dev: int) -> Path:
+    """The first rows of the shared GoEmotions train/dev TSVs (+ label files) in a temporary folder."""
+    data = tmp_path / "goemo"
+    data.mkdir()
+    for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
+        lines = (GOEMO / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
+        (data / name).write_text("".join(lines), encoding="utf-8")
+    for name in ("emotions.txt", "ekman_mapping.json"):
+        (data / name).write_text((GOEMO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    return data
+
+
 @pytest.mark.convert
 @needs_goemo
 def test_recipe_end_to_end_on_a_slice(tmp_path: Path) -> None:
@@ -55,13 +67,7 @@ def test_recipe_end_to_end_on_a_slice(tmp_path: Path) -> None:
     from affectlite.text import TextClassifier, evaluate_text
     from affectlite_convert.recipes.text import main
 
-    data = tmp_path / "goemo"
-    data.mkdir()
-    for name, n in (("train.tsv", 3000), ("dev.tsv", 500)):
-        lines = (GOEMO / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
-        (data / name).write_text("".join(lines), encoding="utf-8")
-    for name in ("emotions.txt", "ekman_mapping.json"):
-        (data / name).write_text((GOEMO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    data = _goemotions_slice(tmp_path, n_train=3000, n_dev=500)
     out = tmp_path / "out"
     common = ["--data", str(data), "--out", str(out), "--n-word", "4096", "--n-char", "4096", "--steps", "80"]
     assert main([*common, "--stage", "select"]) == 0
@@ -91,13 +97,7 @@ def test_recipe_end_to_end_on_a_slice(tmp_path: Path) -> None:
 def test_select_with_cross_validated_offsets(tmp_path: Path) -> None:
     from affectlite_convert.recipes.text import _offsets_origin, main
 
-    data = tmp_path / "goemo"
-    data.mkdir()
-    for name, n in (("train.tsv", 1500), ("dev.tsv", 200)):
-        lines = (GOEMO / name).read_text(encoding="utf-8").splitlines(keepends=True)[:n]
-        (data / name).write_text("".join(lines), encoding="utf-8")
-    for name in ("emotions.txt", "ekman_mapping.json"):
-        (data / name).write_text((GOEMO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    data = _goemotions_slice(tmp_path, n_train=1500, n_dev=200)
     out = tmp_path / "sel"
     assert main(["--data", str(data), "--out", str(out), "--n-word", "2048", "--n-char", "2048", "--steps", "40",
                  "--stage", "select", "--offset-folds", "3"]) == 0

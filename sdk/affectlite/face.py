@@ -213,6 +213,8 @@ class FaceAnalyzer:
             o = self.options
             self._det = create_detector(o.detector, model_path=o.detector_model, score_threshold=o.score_threshold,
                                         min_size=8, num_threads=o.num_threads)
+            if hasattr(self._det, "scale_factor"):  # Haar's image-pyramid step (other detectors have none)
+                self._det.scale_factor = o.detect_scale_factor
         return self._det
 
     @property
@@ -249,8 +251,6 @@ class FaceAnalyzer:
             # faces smaller than min_face_size are dropped below anyway: do not search for them (the
             # cascade's cost grows quickly with the number of small scales)
             self.detector.min_size = max(8, int(o.min_face_size / back * 0.9))
-        if hasattr(self.detector, "scale_factor"):
-            self.detector.scale_factor = o.detect_scale_factor
         out = []
         for d in self.detector.detect(small):
             full = d.scaled(back) if back != 1.0 else d

@@ -93,9 +93,9 @@ def _stratified_half(y: np.ndarray, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- pools
 def _model_key(path: str | os.PathLike[str]) -> str:
     """Cache key of a model: the first 12 hex digits of its file's sha256 (a changed model is re-scored)."""
-    import hashlib
+    from affectlite._io import sha256_file
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return sha256_file(path)[:12]
 
 
 def face_pool(fer_dir: Path, model: str | None, cache: Path, seed: int) -> Pool:
@@ -296,10 +296,8 @@ def build_head(pa: dict[str, np.ndarray], pb: dict[str, np.ndarray], base: dict[
     """
     from affectlite_convert import convert
 
-    model, _ = train_head(pa, base, epochs=epochs, hidden=hidden, seed=seed, threads=threads)
-
-    # int8 head through the converter (calibration: A features; validation: B features, all subsets)
-    xa = np.concatenate([head_inputs(pa, s, base) for s in subsets()])
+    # xa: the A features of every subset, as trained on (calibration); validation: B features, all subsets
+    model, xa = train_head(pa, base, epochs=epochs, hidden=hidden, seed=seed, threads=threads)
     xb = np.concatenate([head_inputs(pb, s, base) for s in subsets()])
     yb = np.concatenate([pb["y"] for _ in subsets()])
     rng = np.random.default_rng(seed)
