@@ -269,6 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b": keep-alive\n\n")  # detects closed pages
                     self.wfile.flush()
                     last = time.monotonic()
+            rest = client.take(timeout=0)  # what was published before the server stopped still goes out
+            if rest:
+                self.wfile.write("".join(rest).encode())
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
             pass
         finally:
