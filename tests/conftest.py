@@ -15,6 +15,17 @@ for sub in ("sdk", "converters"):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+# Property tests are repeatable by default (the same examples on every run, so CI cannot flake on a new
+# random draw); explore new ones locally with `pytest --hypothesis-profile=explore`.
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("repeatable", derandomize=True, print_blob=True)
+    _hyp_settings.register_profile("explore", derandomize=False)
+    _hyp_settings.load_profile("repeatable")
+except ImportError:  # hypothesis is a dev extra
+    pass
+
 SHARED = Path(os.environ.get("AFFECTLITE_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 

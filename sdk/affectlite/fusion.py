@@ -481,7 +481,7 @@ def _result(fused: np.ndarray, mw: dict[str, float], threshold: float, **kw: Any
     label, conf = _label_conf(fused, threshold)
     val, aro = valence_arousal(fused)
     return EmotionResult(label=label, probabilities=tuple(float(v) for v in fused), confidence=conf,
-                         valence=val, arousal=aro, modality_weights={m: round(w, 6) for m, w in mw.items()}, **kw)
+                         valence=val, arousal=aro, modality_weights={m: float(w) for m, w in mw.items()}, **kw)
 
 
 def primary_face(faces: Sequence[FaceResult], frame_size: tuple[int, int] | None = None,

@@ -35,6 +35,21 @@ def _top(probs: tuple[float, ...]) -> tuple[str, float]:
     return LABELS[i], float(probs[i])
 
 
+class _Scored:
+    """Derives ``label``/``confidence`` from ``probabilities`` and maps them to labels (per-modality results)."""
+
+    probabilities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        lab, conf = _top(self.probabilities)
+        object.__setattr__(self, "label", lab)
+        object.__setattr__(self, "confidence", conf)
+
+    def as_dict(self) -> dict[str, float]:
+        """Probabilities as a label -> score map."""
+        return dict(zip(LABELS, self.probabilities, strict=True))
+
+
 @dataclass(frozen=True)
 class Box:
     """A face box in pixels of the original frame: left, top, width, height."""
@@ -59,7 +74,7 @@ class Box:
 
 
 @dataclass(frozen=True)
-class FaceResult:
+class FaceResult(_Scored):
     """Expression of one face in one frame.
 
     Attributes:
@@ -81,18 +96,9 @@ class FaceResult:
     label: str = field(init=False)
     confidence: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        lab, conf = _top(self.probabilities)
-        object.__setattr__(self, "label", lab)
-        object.__setattr__(self, "confidence", conf)
-
-    def as_dict(self) -> dict[str, float]:
-        """Probabilities as a label -> score map."""
-        return dict(zip(LABELS, self.probabilities, strict=True))
-
 
 @dataclass(frozen=True)
-class VoiceResult:
+class VoiceResult(_Scored):
     """Voice emotion of one analysis window (or one aggregated utterance).
 
     Attributes:
@@ -113,18 +119,9 @@ class VoiceResult:
     label: str = field(init=False)
     confidence: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        lab, conf = _top(self.probabilities)
-        object.__setattr__(self, "label", lab)
-        object.__setattr__(self, "confidence", conf)
-
-    def as_dict(self) -> dict[str, float]:
-        """Probabilities as a label -> score map."""
-        return dict(zip(LABELS, self.probabilities, strict=True))
-
 
 @dataclass(frozen=True)
-class TextResult:
+class TextResult(_Scored):
     """Emotion of one piece of text pushed by the app (the text itself is not kept).
 
     Attributes:
@@ -138,15 +135,6 @@ class TextResult:
     timestamp_ns: int = 0
     label: str = field(init=False)
     confidence: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        lab, conf = _top(self.probabilities)
-        object.__setattr__(self, "label", lab)
-        object.__setattr__(self, "confidence", conf)
-
-    def as_dict(self) -> dict[str, float]:
-        """Probabilities as a label -> score map."""
-        return dict(zip(LABELS, self.probabilities, strict=True))
 
 
 @dataclass(frozen=True)
