@@ -36,6 +36,8 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     out = tmp_path / "run"
     st = F.train(str(data), str(out), epochs=2, width=4, batch_size=32, stop_after=1, threads=1)
     assert st["epoch"] == 1 and (out / "ckpt" / "last.keras").is_file()
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)  # a run stopped half-way, for the averaging check below
     st = F.train(str(data), str(out), epochs=2, width=4, batch_size=32, threads=1)  # resumes at epoch 2
     assert [h["epoch"] for h in st["history"]] == [1, 2]
     with pytest.raises(SystemExit, match="another config"):
@@ -57,3 +59,34 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert st["epoch"] == 3 and st["schedule_changes"][-1] == {"at_epoch": 2, "epochs": 3, "restart_lr": 1e-3}
     cmds = F._recipe_commands(st, 1)
     assert cmds.endswith("--epochs 3 --restart-lr 0.001") and "--epochs 2 --stop-after 2" in cmds
+
+    # stochastic weight averaging after the finished run: resumable running mean, recorded, reproduced
+    with pytest.raises(SystemExit, match="not finished"):
+        F.swa(str(data), str(partial), epochs=2, lr=1e-3, batch_size=32, threads=1)
+    st = F.swa(str(data), str(out), epochs=2, lr=1e-3, batch_size=32, threads=1, stop_after=1)
+    assert st["swa"]["done"] == 1
+    w1 = _weights(out / "ckpt" / "swa_last.keras")
+    mean1 = _mean(out)
+    assert all(np.allclose(m, w) for m, w in zip(mean1, w1, strict=True))
+    st = F.swa(str(data), str(out), epochs=2, lr=1e-3, batch_size=32, threads=1)  # resumes
+    w2 = _weights(out / "ckpt" / "swa_last.keras")
+    assert [h["models_averaged"] for h in st["swa"]["history"]] == [1, 2]
+    trained = [i for i, (a, b) in enumerate(zip(w1, w2, strict=True)) if not np.allclose(a, b)]
+    assert trained, "the averaging epochs did not train"
+    mean2 = _mean(out)
+    assert all(np.allclose(m, (a + b) / 2, atol=1e-6) for m, a, b in zip(mean2, w1, w2, strict=True))
+    with pytest.raises(SystemExit, match="averaging run with epochs 2"):
+        F.swa(str(data), str(out), epochs=3, lr=1e-3, batch_size=32, threads=1)
+    assert F._recipe_commands(st, 1).endswith("--restart-lr 0.001 --swa-epochs 2 --swa-lr 0.001")
+    F.convert_best(str(data), str(out), seed=1)  # the best (averaged or not) still converts
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.models.load_model(path, compile=False).get_weights()]
+
+
+def _mean(out: Path) -> list[np.ndarray]:
+    with np.load(out / "ckpt" / "swa_mean.npz") as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]

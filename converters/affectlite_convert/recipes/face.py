@@ -33,6 +33,7 @@ The input preprocessing the model expects is written to its card and implemented
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from affectlite._io import atomic_write_text
+from affectlite._io import atomic_write_bytes, atomic_write_text
 from affectlite.labels import LABELS, canonical_label
 
 __all__ = ["IMAGE_SIZE", "PREPROCESSING", "build_model", "load_split", "main", "train"]
@@ -285,6 +286,45 @@ def _progress_callback() -> Any:
     return Progress
 
 
+def _train_data(xtr: np.ndarray, ytr: np.ndarray, *, seed: int, batch_size: int, seed_gen: Any) -> Any:
+    """``epoch -> tf.data.Dataset`` of augmented, normalised, class-weighted training batches."""
+    import tensorflow as tf
+
+    cw = _class_weights(ytr)
+
+    def make_train(epoch: int) -> Any:
+        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr))
+        ds = ds.shuffle(len(ytr), seed=seed * 7919 + epoch, reshuffle_each_iteration=False)
+        ds = ds.batch(batch_size, drop_remainder=False)
+
+        def prep(xb: Any, yb: Any) -> Any:
+            xf = tf.cast(xb[..., None], tf.float32)
+            xf = _augment_batch(xf, seed_gen)
+            yo = tf.one_hot(yb, len(LABELS))
+            return normalise(xf), yo, tf.gather(cw, yb)
+
+        return ds.map(prep, num_parallel_calls=1).prefetch(2)
+
+    return make_train
+
+
+def _bn_calibration_images(xtr: np.ndarray, seed: int) -> Any:
+    """1,024 un-augmented training images (fixed by the seed) for :func:`recalibrate_bn`."""
+    cal_idx = np.random.default_rng(seed).choice(len(xtr), size=min(1024, len(xtr)), replace=False)
+    return normalise(xtr[np.sort(cal_idx)][..., None].astype(np.float32))
+
+
+def _set_threads(threads: int | None) -> None:
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already initialised in this process (threads stay as they are)
+            pass
+
+
 def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_size: int = 128,
           lr: float = 3e-3, width: int = 20, cache_dir: str | None = None, threads: int | None = None,
           max_minutes: float | None = None, stop_after: int | None = None,
@@ -297,12 +337,7 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
     import keras
     import tensorflow as tf
 
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # TensorFlow already initialised in this process (threads stay as they are)
-            pass
+    _set_threads(threads)
     out = Path(out_dir)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     cache = cache_dir if cache_dir is not None else str(out / "cache")
@@ -356,26 +391,11 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
                       metrics=["accuracy"])
     model.summary(print_fn=lambda s, **_: print(s, flush=True))
 
-    cw = _class_weights(ytr)
     seed_gen = tf.random.Generator.from_seed(seed + 1000 * int(state["epoch"]))
-
-    def make_train(epoch: int) -> Any:
-        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr))
-        ds = ds.shuffle(len(ytr), seed=seed * 7919 + epoch, reshuffle_each_iteration=False)
-        ds = ds.batch(batch_size, drop_remainder=False)
-
-        def prep(xb: Any, yb: Any) -> Any:
-            xf = tf.cast(xb[..., None], tf.float32)
-            xf = _augment_batch(xf, seed_gen)
-            yo = tf.one_hot(yb, len(LABELS))
-            return normalise(xf), yo, tf.gather(cw, yb)
-
-        return ds.map(prep, num_parallel_calls=1).prefetch(2)
-
+    make_train = _train_data(xtr, ytr, seed=seed, batch_size=batch_size, seed_gen=seed_gen)
     _Progress = _progress_callback()
     xva_n = normalise(xva[..., None].astype(np.float32))
-    cal_idx = np.random.default_rng(seed).choice(len(ytr), size=min(1024, len(ytr)), replace=False)
-    xcal_n = normalise(xtr[np.sort(cal_idx)][..., None].astype(np.float32))
+    xcal_n = _bn_calibration_images(xtr, seed)
     t_start = time.time()
     for epoch in range(int(state["epoch"]), epochs):
         t0 = time.time()
@@ -408,6 +428,99 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
 
 
 # -------------------------------------------------------------------------------------------- convert
+def swa(data_dir: str, out_dir: str, *, epochs: int, lr: float, seed: int = 1, batch_size: int = 128,
+        cache_dir: str | None = None, threads: int | None = None, stop_after: int | None = None) -> dict[str, Any]:
+    """Stochastic weight averaging (Izmailov et al. 2018) after a finished run; resumable.
+
+    Continues from the run's last weights at a constant learning rate ``lr`` for ``epochs`` more epochs and
+    keeps the running mean of the weights after each epoch. Each mean gets its BatchNorm statistics recomputed
+    (:func:`recalibrate_bn`) and is scored on ``public_test``; one that beats the run's best becomes
+    ``OUT/best.keras`` (what :func:`convert_best` converts). Recorded in ``state.json`` under ``"swa"``.
+
+    Args:
+        data_dir: FER2013 root with ``train/`` and ``public_test/``.
+        out_dir: A finished :func:`train` run (``state.json`` + ``ckpt/last.keras``).
+        epochs: Epochs to average over.
+        lr: The constant learning rate.
+        seed: The run's seed.
+        batch_size: The run's batch size.
+        cache_dir: Decoded-image cache folder.
+        threads: TensorFlow CPU threads.
+        stop_after: Stop (resumably) after this many averaging epochs.
+
+    Returns:
+        The updated run state.
+    """
+    import keras
+    import tensorflow as tf
+
+    _set_threads(threads)
+    out = Path(out_dir)
+    state_path, last = out / "state.json", out / "ckpt" / "last.keras"
+    if not (state_path.is_file() and last.is_file()):
+        raise SystemExit(f"{out} holds no training run (state.json + ckpt/last.keras); train first")
+    state: dict[str, Any] = json.loads(state_path.read_text())
+    base = int(state["epoch"])
+    if base < int(state["config"]["epochs"]):
+        raise SystemExit(f"{out}: the run is not finished ({base} of {state['config']['epochs']} epochs); "
+                         "finish it before --swa-epochs")
+    run = state.setdefault("swa", {"epochs": epochs, "lr": lr, "done": 0, "history": []})
+    if (run["epochs"], run["lr"]) != (epochs, lr):
+        raise SystemExit(f"{out} holds an averaging run with epochs {run['epochs']}, lr {run['lr']}; "
+                         "rerun with those or use a copy of the run")
+    done = int(run["done"])
+    if done >= epochs:
+        return state
+    cache = cache_dir if cache_dir is not None else str(out / "cache")
+    xtr, ytr = load_split(data_dir, "train", cache)
+    xva, yva = load_split(data_dir, "public_test", cache)
+    xva_n = normalise(xva[..., None].astype(np.float32))
+    xcal_n = _bn_calibration_images(xtr, seed)
+    cur_path, avg_path = out / "ckpt" / "swa_last.keras", out / "ckpt" / "swa_mean.npz"
+    keras.utils.set_random_seed(seed + base + done)
+    model = keras.models.load_model(cur_path if done else last, compile=True)
+    _ResumedCosine = _resumed_cosine_class()
+    model.optimizer.learning_rate = _ResumedCosine(lr, 0, 1, lr)  # constant
+    mean: list[np.ndarray] | None = None
+    if done:
+        with np.load(avg_path) as z:
+            mean = [z[f"arr_{i}"] for i in range(len(z.files))]
+    averaged = build_model(int(state["config"].get("width", 16)))
+    seed_gen = tf.random.Generator.from_seed(seed + 1000 * (base + done))
+    make_train = _train_data(xtr, ytr, seed=seed, batch_size=batch_size, seed_gen=seed_gen)
+    _Progress = _progress_callback()
+    for k in range(done, epochs):
+        t0 = time.time()
+        model.fit(make_train(base + k), epochs=1, verbose=0, steps_per_epoch=math.ceil(len(ytr) / batch_size),
+                  callbacks=[_Progress(t0)])
+        w = [np.asarray(v, dtype=np.float64) for v in model.get_weights()]
+        mean = w if mean is None else [m + (x - m) / (k + 1) for m, x in zip(mean, w, strict=True)]
+        averaged.set_weights([m.astype(np.float32) for m in mean])
+        recalibrate_bn(averaged, xcal_n)
+        acc = float((averaged.predict(xva_n, batch_size=512, verbose=0).argmax(1) == yva).mean())
+        rec = {"swa_epoch": k + 1, "models_averaged": k + 1, "val_acc": acc, "seconds": round(time.time() - t0, 1)}
+        run["history"].append(rec)
+        print(json.dumps(rec), flush=True)
+        if acc > state["best_acc"]:
+            state["best_acc"], state["best_epoch"], state["best_source"] = acc, base + k + 1, f"swa of {k + 1}"
+            averaged.save(out / "ckpt" / "best.tmp.keras")
+            os.replace(out / "ckpt" / "best.tmp.keras", out / "best.keras")
+        model.save(out / "ckpt" / "swa_last.tmp.keras")
+        os.replace(out / "ckpt" / "swa_last.tmp.keras", cur_path)
+        atomic_write_bytes(avg_path, _npz_bytes(mean))
+        run["done"] = k + 1
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+        if stop_after is not None and k + 1 >= stop_after:
+            break
+    return state
+
+
+def _npz_bytes(arrays: Sequence[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, *arrays)
+    return buf.getvalue()
+
+
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     """Temperature T (0.5..3) minimising the NLL of ``softmax(log(probs) / T)`` (grid search, 0.01 steps)."""
     logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0))
@@ -504,8 +617,9 @@ def _recipe_commands(state: dict[str, Any], seed: int) -> str:
     base = (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
             f"--width {cfg.get('width', 16)}")
     changes = state.get("schedule_changes", [])
+    swa_args = f" --swa-epochs {state['swa']['epochs']} --swa-lr {state['swa']['lr']}" if "swa" in state else ""
     if not changes:
-        return f"{base} --epochs {cfg.get('epochs')}"
+        return f"{base} --epochs {cfg.get('epochs')}{swa_args}"
     # the first segment ran with the original length until the first change
     cmds = []
     epochs_before = state.get("initial_epochs")
@@ -515,7 +629,7 @@ def _recipe_commands(state: dict[str, Any], seed: int) -> str:
         epochs_before = ch["epochs"]
         restart = f" --restart-lr {ch['restart_lr']}" if "restart_lr" in ch else ""
     cmds.append(f"{base} --epochs {cfg.get('epochs')}{restart}")
-    return " && ".join(cmds)
+    return " && ".join(cmds) + swa_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -534,13 +648,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stop-after", type=int, default=None, help="stop (resumably) after this epoch")
     p.add_argument("--restart-lr", type=float, default=None, help="with a larger --epochs on a resumed run: "
                    "warm restart of the cosine schedule from this learning rate")
+    p.add_argument("--swa-epochs", type=int, default=0, help="after the run: average the weights over this many "
+                   "more epochs at a constant --swa-lr (stochastic weight averaging)")
+    p.add_argument("--swa-lr", type=float, default=5e-4, help="constant learning rate of the averaging epochs")
     p.add_argument("--no-convert", action="store_true", help="train only")
     a = p.parse_args(list(argv) if argv is not None else None)
     state = train(a.data, a.out, epochs=a.epochs, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
                   width=a.width, cache_dir=a.cache, threads=a.threads, max_minutes=a.max_minutes,
                   stop_after=a.stop_after, restart_lr=a.restart_lr)
-    print(f"best public_test accuracy (float) {state['best_acc']:.4f} at epoch {state['best_epoch']}")
-    if a.no_convert or state["epoch"] < a.epochs:
+    if state["epoch"] < a.epochs:
+        print(f"stopped after epoch {state['epoch']} of {a.epochs}; rerun the same command to resume")
+        return 0
+    if a.swa_epochs > 0:
+        state = swa(a.data, a.out, epochs=a.swa_epochs, lr=a.swa_lr, seed=a.seed, batch_size=a.batch_size,
+                    cache_dir=a.cache, threads=a.threads)
+    print(f"best public_test accuracy (float) {state['best_acc']:.4f} at epoch {state['best_epoch']}"
+          + (f" ({state['best_source']})" if "best_source" in state else ""))
+    if a.no_convert:
         return 0
     dest = convert_best(a.data, a.out, seed=a.seed, cache_dir=a.cache, epochs=a.epochs)
     print(f"wrote {dest}")
