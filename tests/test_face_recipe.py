@@ -75,8 +75,9 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert trained, "the averaging epochs did not train"
     mean2 = _mean(out)
     assert all(np.allclose(m, (a + b) / 2, atol=1e-6) for m, a, b in zip(mean2, w1, w2, strict=True))
-    with pytest.raises(SystemExit, match="averaging run with epochs 2"):
-        F.swa(str(data), str(out), epochs=3, lr=1e-3, batch_size=32, threads=1)
+    with pytest.raises(SystemExit, match=r"averaging run at lr 0\.001"):
+        F.swa(str(data), str(out), epochs=3, lr=2e-3, batch_size=32, threads=1)
+    assert F.swa(str(data), str(out), epochs=1, lr=1e-3, batch_size=32, threads=1)["swa"]["done"] == 2  # no-op
     assert F._recipe_commands(st, 1).endswith("--restart-lr 0.001 --swa-epochs 2 --swa-lr 0.001")
     F.convert_best(str(data), str(out), seed=1)  # the best (averaged or not) still converts
 

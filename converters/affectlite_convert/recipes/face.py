@@ -433,9 +433,10 @@ def swa(data_dir: str, out_dir: str, *, epochs: int, lr: float, seed: int = 1, b
     """Stochastic weight averaging (Izmailov et al. 2018) after a finished run; resumable.
 
     Continues from the run's last weights at a constant learning rate ``lr`` for ``epochs`` more epochs and
-    keeps the running mean of the weights after each epoch. Each mean gets its BatchNorm statistics recomputed
-    (:func:`recalibrate_bn`) and is scored on ``public_test``; one that beats the run's best becomes
-    ``OUT/best.keras`` (what :func:`convert_best` converts). Recorded in ``state.json`` under ``"swa"``.
+    keeps the running mean of the weights after each epoch (a larger ``epochs`` later extends the same mean).
+    Each mean gets its BatchNorm statistics recomputed (:func:`recalibrate_bn`) and is scored on
+    ``public_test``; one that beats the run's best becomes ``OUT/best.keras`` (what :func:`convert_best`
+    converts). Recorded in ``state.json`` under ``"swa"``.
 
     Args:
         data_dir: FER2013 root with ``train/`` and ``public_test/``.
@@ -465,12 +466,13 @@ def swa(data_dir: str, out_dir: str, *, epochs: int, lr: float, seed: int = 1, b
         raise SystemExit(f"{out}: the run is not finished ({base} of {state['config']['epochs']} epochs); "
                          "finish it before --swa-epochs")
     run = state.setdefault("swa", {"epochs": epochs, "lr": lr, "done": 0, "history": []})
-    if (run["epochs"], run["lr"]) != (epochs, lr):
-        raise SystemExit(f"{out} holds an averaging run with epochs {run['epochs']}, lr {run['lr']}; "
-                         "rerun with those or use a copy of the run")
+    if run["lr"] != lr:
+        raise SystemExit(f"{out} holds an averaging run at lr {run['lr']}; rerun with --swa-lr {run['lr']} "
+                         "(a larger --swa-epochs extends it) or average a copy of the run")
     done = int(run["done"])
     if done >= epochs:
         return state
+    run["epochs"] = epochs  # a running mean: asking for more epochs later extends it exactly
     cache = cache_dir if cache_dir is not None else str(out / "cache")
     xtr, ytr = load_split(data_dir, "train", cache)
     xva, yva = load_split(data_dir, "public_test", cache)
