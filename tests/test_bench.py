@@ -142,7 +142,10 @@ def test_full_bench_on_the_sample_media(tmp_path: Path, capsys: pytest.CaptureFi
         assert p["cpu_ms_per_frame"] > 0
     # the sample is 30 fps: paced, the camera cannot deliver much more than 30 frames per second
     assert rt["frames_captured"] / rt["duration_s"] <= 33
-    assert fast["frames_captured"] >= rt["frames_captured"] * 0.5
+    # unpaced, every frame is analysed (the reader waits for the analysis instead of dropping); how many
+    # that is depends on the machine's speed, which the bench reports and no unit test asserts
+    in_flight = PipelineOptions().queues.frames + 2  # queued, being analysed, and held by the waiting reader
+    assert fast["dropped"]["frames"] == 0 and fast["frames_analysed"] >= fast["frames_captured"] - in_flight
     assert rt["voice_results"] >= 1  # the sample speaks from 0.4 s on
     assert 20 < rep["peak_rss_mb"] < 4000
     for t in rep["targets"].values():
