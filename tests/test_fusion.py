@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -449,3 +450,62 @@ def test_shipped_fusion_head_is_the_default_and_is_used_for_two_modalities() -> 
     single = fuse_once(face_probs=pf)
     np.testing.assert_allclose(single.probabilities,
                                fuse_once(face_probs=pf, options=FusionOptions(strategy="late")).probabilities)
+
+
+def test_shipped_fusion_head_was_trained_on_the_shipped_models() -> None:
+    """The head learned the shipped models' confusions: a model swapped without retraining it fails here."""
+    from affectlite._io import sha256_file
+    from affectlite.face import DEFAULT_FACE_MODEL
+    from affectlite.fusion import FusionHead, head_model_mismatches
+    from affectlite.text import DEFAULT_TEXT_MODEL
+    from affectlite.voice import DEFAULT_MODEL as DEFAULT_VOICE_MODEL
+
+    head = FusionHead.load()
+    want = head.trained_for
+    assert set(want) == {"face", "voice", "text"}
+    for m, path in (("face", DEFAULT_FACE_MODEL), ("voice", DEFAULT_VOICE_MODEL), ("text", DEFAULT_TEXT_MODEL)):
+        assert sha256_file(path) == want[m], f"{m} model changed: retrain the head (`affectlite train fusion`)"
+    assert head_model_mismatches(head, {"face": None, "voice": None, "text": None}) == []
+
+
+def test_a_model_other_than_the_heads_is_named_with_what_to_do(tmp_path: Path) -> None:
+    from affectlite.fusion import FusionHead, head_model_mismatches
+
+    head = FusionHead.load()
+    mine = tmp_path / "my_face.tflite"
+    mine.write_bytes(b"another model")
+    msgs = head_model_mismatches(head, {"face": str(mine), "text": None})
+    assert len(msgs) == 1 and "face model" in msgs[0] and str(mine) in msgs[0]
+    assert "fusion.strategy: late" in msgs[0] and "affectlite train fusion" in msgs[0]
+    assert head_model_mismatches(head, {"face": str(tmp_path / "missing.tflite")}) == []  # its loader reports it
+    # a head whose card records nothing (trained elsewhere) is not checked
+    bare = FusionHead.__new__(FusionHead)
+    bare.model = type("M", (), {"card": type("C", (), {"training": {}})()})()
+    assert bare.trained_for == {} and head_model_mismatches(bare, {"face": str(mine)}) == []
+
+
+def test_pipeline_warns_once_at_start_when_a_model_differs_from_the_heads(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from affectlite import EmotionPipeline, PipelineOptions
+
+    mine = tmp_path / "my_text.tflite"
+    mine.write_bytes(b"another text model")
+
+    class Echo:
+        def __init__(self, opts: object) -> None:
+            pass
+
+        def classify(self, text: str, timestamp_ns: int = 0) -> TextResult:
+            return TextResult(onehotish("happy", 0.9), len(text.split()), timestamp_ns)
+
+    for path, warned in ((str(mine), True), (None, False)):
+        o = PipelineOptions().replace(**{"camera.enabled": False, "audio.enabled": False,
+                                         "privacy.offline_guard": False, "text.model_path": path})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="affectlite.pipeline"), \
+                EmotionPipeline(o, text_classifier_factory=Echo) as pipe:  # type: ignore[arg-type]
+            pipe.push_text("this is great")
+        hits = [r for r in caplog.records if "learned fusion head" in r.getMessage()]
+        assert len(hits) == (1 if warned else 0), [r.getMessage() for r in caplog.records]

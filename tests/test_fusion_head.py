@@ -38,10 +38,13 @@ def head_and_pairs(tmp_path_factory: pytest.TempPathFactory) -> tuple[FusionHead
     pa = make_pairs(pools, "A", 150, 0)  # type: ignore[arg-type]
     pb = make_pairs(pools, "B", 150, 100)  # type: ignore[arg-type]
     out = tmp_path_factory.mktemp("head")
+    made_for = {m: {"name": f"my-{m}", "sha256": f"{i}" * 64} for i, m in enumerate(("face", "voice", "text"))}
     _, tfl, res = build_head(pa, pb, base, out, notes=["synthetic"], pairs_per_class=150, epochs=25, hidden=16,
-                             seed=0, threads=1)
+                             seed=0, threads=1, for_models=made_for)
     assert res.passed, res.failures
-    return FusionHead.load(tfl), pb
+    head = FusionHead.load(tfl)
+    assert head.trained_for == {m: v["sha256"] for m, v in made_for.items()}  # recorded in its card
+    return head, pb
 
 
 def test_head_is_int8_and_beats_each_single_modality_on_held_out_pairs(

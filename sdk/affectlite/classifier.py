@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -11,6 +12,8 @@ import numpy as np
 from .errors import InputError
 from .options import PipelineOptions
 from .results import EmotionResult
+
+log = logging.getLogger("affectlite.classifier")
 
 __all__ = ["EmotionClassifier"]
 
@@ -86,9 +89,13 @@ class EmotionClassifier:
                                 ) if faces and image is not None else None
             n_mod = sum(x is not None for x in (face, voice, text_r))
             if self.options.fusion.strategy == "learned" and n_mod >= 2 and self._head is None:
-                from .fusion import FusionHead
+                from .fusion import FusionHead, head_model_mismatches
 
                 self._head = FusionHead.load()  # once, not per call
+                o = self.options
+                for msg in head_model_mismatches(self._head, {"face": o.face.model_path, "voice": o.voice.model_path,
+                                                              "text": o.text.model_path}):
+                    log.warning("%s", msg)
             result: EmotionResult = fuse_once(
                 face_probs=face.probabilities if face is not None else None,
                 voice_probs=voice.probabilities if voice is not None else None,

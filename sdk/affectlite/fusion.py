@@ -59,6 +59,7 @@ __all__ = [
     "fuse_once",
     "fuse_probabilities",
     "head_features",
+    "head_model_mismatches",
     "primary_face",
     "text_reliability",
     "valence_arousal",
@@ -349,12 +350,70 @@ class FusionHead:
                                  "with `affectlite train fusion` and pass its path")
         return cls(Model.load(p, backend=backend, num_threads=1, expected_task="fusion"))
 
+    @property
+    def trained_for(self) -> dict[str, str]:
+        """Modality -> sha256 of the model whose outputs trained this head (empty: not recorded)."""
+        rec = self.model.card.training.get("for_models", {})
+        if not isinstance(rec, Mapping):
+            return {}
+        return {m: str(v["sha256"]) for m, v in rec.items()
+                if m in MODALITIES and isinstance(v, Mapping) and isinstance(v.get("sha256"), str)}
+
     def __call__(self, features: np.ndarray) -> np.ndarray:
         """Fused probabilities for one :func:`head_features` vector."""
         p = self.model.predict_proba(np.asarray(features, np.float32).reshape(1, -1))[0].astype(np.float64)
         p = np.clip(np.where(np.isfinite(p), p, 0.0), 0.0, None)
         s = float(p.sum())
         return p / s if s > 0 else np.full(_N, 1.0 / _N)
+
+
+def head_model_mismatches(head: FusionHead,
+                          model_paths: Mapping[str, str | os.PathLike[str] | None]) -> list[str]:
+    """The modalities whose model is not the one the head was trained on, one message each.
+
+    The fusion recipe records the sha256 of the face, voice and text models whose outputs trained the head
+    (card ``training.for_models``). The head learned those models' confusions and confidence, so with another
+    model it fuses worse than late fusion might. A head without that record is not checked.
+
+    Args:
+        head: The fusion head.
+        model_paths: Modality -> model file in use (``None``: the shipped default). Modalities left out (not
+            used) are not checked.
+
+    Returns:
+        Messages naming the modality, the model and what to do; empty when everything matches.
+    """
+    from ._io import sha256_file
+
+    wanted = head.trained_for
+    out: list[str] = []
+    for m, path in model_paths.items():
+        if m not in wanted:
+            continue
+        p = Path(path) if path is not None else _default_model(m)
+        try:
+            got = sha256_file(p)
+        except OSError:
+            continue  # a missing model is reported by whoever loads it
+        if got != wanted[m]:
+            out.append(f"the {m} model {p} is not the one the learned fusion head was trained on (sha256 "
+                       f"{got[:12]}, head expects {wanted[m][:12]}): set fusion.strategy: late, or retrain the "
+                       "head on your models with `affectlite train fusion`")
+    return out
+
+
+def _default_model(modality: str) -> Path:
+    if modality == "face":
+        from .face import DEFAULT_FACE_MODEL
+
+        return DEFAULT_FACE_MODEL
+    if modality == "voice":
+        from .voice import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
+    from .text import DEFAULT_TEXT_MODEL
+
+    return DEFAULT_TEXT_MODEL
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -564,6 +623,11 @@ class Fusion:
         self._frame_size = frame_size
         self._forget_ns = max(v for v in self._cfg.max_age_ns.values())
         self.reset()
+
+    @property
+    def head(self) -> FusionHead | None:
+        """The learned head in use (``None`` with ``strategy="late"``)."""
+        return self._head
 
     def reset(self) -> None:
         """Forget all evidence and smoothing state (e.g. after a source restarts)."""

@@ -200,7 +200,8 @@ class FusionOptions:
         strategy: ``"learned"`` (default: the shipped int8 fusion head whenever two or more modalities
             contribute, late fusion for a single one) or ``"late"`` (calibrated, reliability-weighted late
             fusion). The head was trained on the outputs of the shipped face, voice and text models: with
-            your own models use ``"late"`` or retrain it (``affectlite train fusion``). On held-out
+            your own models use ``"late"`` or retrain it (``affectlite train fusion``); a model other than
+            the ones recorded in the head's card is named in a warning at start. On held-out
             pseudo-pairs the head scored mean macro-F1 0.826 over the multimodal subsets against 0.810
             for late fusion (``docs/fusion.md``).
         weights: Base weight per modality.

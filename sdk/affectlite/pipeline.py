@@ -548,9 +548,18 @@ class EmotionPipeline:
     def _make_fusion(self) -> FusionLike:
         if self._fusion_factory is not None:
             return self._fusion_factory(self.options.fusion)
-        from .fusion import Fusion
+        from .fusion import Fusion, head_model_mismatches
 
-        return Fusion(self.options.fusion)
+        fusion = Fusion(self.options.fusion)
+        if fusion.head is not None:
+            o = self.options
+            used = {m: path for m, path, on in (
+                ("face", o.face.model_path, o.camera.enabled and o.face.enabled),
+                ("voice", o.voice.model_path, o.audio.enabled and o.voice.enabled),
+                ("text", o.text.model_path, o.text.enabled)) if on}
+            for msg in head_model_mismatches(fusion.head, used):
+                log.warning("%s", msg)
+        return fusion
 
     # ------------------------------------------------------------------ threads
     def _guarded(self, name: str, fn: Callable[[], None]) -> Callable[[], None]:

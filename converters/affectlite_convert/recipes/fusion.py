@@ -288,8 +288,13 @@ def train_head(pairs_a: dict[str, np.ndarray], weights: dict[str, float], *, epo
 
 def build_head(pa: dict[str, np.ndarray], pb: dict[str, np.ndarray], base: dict[str, float], out: Path, *,
                notes: Sequence[str], pairs_per_class: int, epochs: int, hidden: int, seed: int,
-               threads: int | None) -> tuple[Any, Path, Any]:
+               threads: int | None, for_models: dict[str, dict[str, str]] | None = None,
+               ) -> tuple[Any, Path, Any]:
     """Train the head on the A pairs, quantize it to ``out/fusion.tflite`` (+ card), check it on the B pairs.
+
+    ``for_models`` (modality -> ``{"name", "sha256"}`` of the model whose outputs trained the head) goes into
+    the card as ``training.for_models``; the runtime warns when the models in use differ
+    (:func:`affectlite.fusion.head_model_mismatches`).
 
     Returns:
         ``(float keras model, tflite path, ConversionResult)``.
@@ -312,7 +317,7 @@ def build_head(pa: dict[str, np.ndarray], pb: dict[str, np.ndarray], base: dict[
                               "(non-commercial); GoEmotions: Apache-2.0",
                      "split": "half A of each pool trains the head, half B tests it (voices split by actor)",
                      "recipe": "affectlite_convert.recipes.fusion", "pairs_per_class": pairs_per_class,
-                     "epochs": epochs, "hidden": hidden},
+                     "epochs": epochs, "hidden": hidden, **({"for_models": for_models} if for_models else {})},
         "limitations": [
             "Trained on pseudo-pairs (independent face, voice and text sharing a label), not on real "
             "multimodal recordings: real modalities are correlated and often disagree for good reasons.",
@@ -328,6 +333,19 @@ def build_head(pa: dict[str, np.ndarray], pb: dict[str, np.ndarray], base: dict[
 
 
 # ----------------------------------------------------------------------------------------------- main
+def models_used(a: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Modality -> ``{"name": card name, "sha256": file sha256}`` of the models whose outputs the head learns."""
+    from affectlite._io import sha256_file
+    from affectlite.card import card_path_for, load_card
+    from affectlite.fusion import _default_model
+
+    out = {}
+    for m, path in (("face", a.face_model), ("voice", a.voice_model), ("text", a.text_model)):
+        p = Path(path) if path else _default_model(m)
+        out[m] = {"name": load_card(card_path_for(p)).name, "sha256": sha256_file(p)}
+    return out
+
+
 def run(a: argparse.Namespace) -> dict[str, Any]:
     """The whole study; returns the report."""
 
@@ -345,7 +363,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     log.info("tuned late-fusion weights on A: %s", tuned)
     model, tfl, res = build_head(pa, pb, base, out, notes=[p.note for p in pools.values()],
                                  pairs_per_class=a.pairs_per_class, epochs=a.epochs, hidden=a.hidden, seed=a.seed,
-                                 threads=a.threads)
+                                 threads=a.threads, for_models=models_used(a))
     head = FusionHead.load(tfl)
 
     table: dict[str, Any] = {}
