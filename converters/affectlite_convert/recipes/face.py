@@ -24,7 +24,8 @@ Steps:
    rate to the new end. The best ``public_test`` epoch is kept as ``OUT/best.keras``.
    Optional, after a finished run: ``--swa-epochs N --swa-lr LR`` continues at a constant learning rate and
    averages the weights of those N epochs (:func:`swa`); the mean replaces ``best.keras`` only if it scores
-   higher. (On the shipped run, 4 epochs at 5e-4 gave 65.1-65.2% against 65.4%: not used.)
+   higher. (On the shipped run, 4 epochs at 5e-4 gave 65.1-65.2% against 65.4%: not used. A 44-epoch run of
+   the same recipe also plateaued at 65.4%.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
    training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
    and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
