@@ -431,7 +431,7 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
     return state
 
 
-# -------------------------------------------------------------------------------------------- convert
+# ------------------------------------------------------------------------------------ weight averaging
 def swa(data_dir: str, out_dir: str, *, epochs: int, lr: float, seed: int = 1, batch_size: int = 128,
         cache_dir: str | None = None, threads: int | None = None, stop_after: int | None = None) -> dict[str, Any]:
     """Stochastic weight averaging (Izmailov et al. 2018) after a finished run; resumable.
@@ -527,6 +527,7 @@ def _npz_bytes(arrays: Sequence[np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+# -------------------------------------------------------------------------------------------- convert
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     """Temperature T (0.5..3) minimising the NLL of ``softmax(log(probs) / T)`` (grid search, 0.01 steps)."""
     logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0))
