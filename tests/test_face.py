@@ -89,7 +89,7 @@ def test_process_tracks_a_moving_face_with_one_id_and_expires_it(astronaut: np.n
     from test_tracking import moving_face_frames
 
     fa = FaceAnalyzer(FaceOptions(detect_every=2, detect_width=0, min_face_size=30, track_expiry_s=0.3,
-                                  smoothing=0.5))
+                                  smoothing=0.5, track_min_hits=1))
     frames = moving_face_frames(8)
     results = [fa.process(f, i * 66 * MS) for i, f in enumerate(frames)]
     assert all(len(r) == 1 for r in results)
@@ -107,12 +107,28 @@ def test_process_tracks_a_moving_face_with_one_id_and_expires_it(astronaut: np.n
     fa.close()
 
 
+def test_a_new_face_is_reported_once_confirmed(astronaut: np.ndarray) -> None:
+    """Default options: a face shows up after ``track_min_hits`` detection passes, then in every frame."""
+    pytest.importorskip("cv2")
+    from test_tracking import moving_face_frames
+
+    opts = FaceOptions(detect_width=0, min_face_size=30)
+    fa = FaceAnalyzer(opts)
+    results = [fa.process(f, i * 33 * MS) for i, f in enumerate(moving_face_frames(10, step=2))]
+    delay = (opts.track_min_hits - 1) * opts.detect_every
+    assert delay > 0
+    assert all(r == () for r in results[:delay])
+    assert all(len(r) == 1 for r in results[delay:])
+    assert len({r[0].track_id for r in results[delay:]}) == 1
+    fa.close()
+
+
 def test_max_faces_and_min_face_size(astronaut: np.ndarray) -> None:
     pytest.importorskip("cv2")
     two = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)  # two faces side by side
-    fa = FaceAnalyzer(FaceOptions(detect_width=0, max_faces=4))
+    fa = FaceAnalyzer(FaceOptions(detect_width=0, max_faces=4, track_min_hits=1))
     assert len(fa.process(two, 0)) == 2
-    fa1 = FaceAnalyzer(FaceOptions(detect_width=0, max_faces=1))
+    fa1 = FaceAnalyzer(FaceOptions(detect_width=0, max_faces=1, track_min_hits=1))
     assert len(fa1.process(two, 0)) == 1
     big = FaceAnalyzer(FaceOptions(detect_width=0, min_face_size=200))
     assert big.process(two, 0) == ()

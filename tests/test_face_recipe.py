@@ -81,6 +81,45 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert F._recipe_commands(st, 1).endswith("--restart-lr 0.001 --swa-epochs 2 --swa-lr 0.001")
     F.convert_best(str(data), str(out), seed=1)  # the best (averaged or not) still converts
 
+    # knowledge distillation: fine-tune the run's best towards two "teachers" (the finished and the half run)
+    teachers = [str(out / "best.keras"), str(partial / "ckpt" / "last.keras")]
+    soft = F.teacher_targets(teachers, np.stack([np.full((48, 48), v, np.uint8) for v in (60, 200)]))
+    assert soft.shape == (2, len(LABELS)) and np.allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    kd_out = tmp_path / "kd"
+    st = F.distil(str(data), str(kd_out), teachers=teachers, init=teachers[0], epochs=2, lr=1e-3, alpha=0.4,
+                  batch_size=32, threads=1, stop_after=1)
+    assert st["epoch"] == 1 and 0.0 <= st["init_acc"] <= 1.0 and st["config"]["width"] == 4
+    targets = np.load(kd_out / "teacher_targets.npy")
+    xtr, _ = F.load_split(str(data), "train", str(kd_out / "cache"))
+    assert targets.shape == (len(xtr), len(LABELS))
+    assert np.allclose(targets, F.teacher_targets(teachers, xtr), atol=1e-5)  # image + mirror, 2 models
+    st = F.distil(str(data), str(kd_out), teachers=teachers, init=teachers[0], epochs=2, lr=1e-3, alpha=0.4,
+                  batch_size=32, threads=1)  # resumes
+    assert [h["epoch"] for h in st["history"]] == [1, 2] and (kd_out / "best.keras").is_file()
+    with pytest.raises(SystemExit, match="another config"):
+        F.distil(str(data), str(kd_out), teachers=teachers[:1], init=teachers[0], epochs=2, lr=1e-3,
+                 batch_size=32, threads=1)
+    with pytest.raises(SystemExit, match="model not found"):
+        F.distil(str(data), str(tmp_path / "kd2"), teachers=[str(tmp_path / "nope.keras")], init=teachers[0],
+                 epochs=1, threads=1)
+    dest = F.convert_best(str(data), str(kd_out), seed=1)
+    card = load_card(dest.with_suffix(".card.json"))
+    kd = card.training["distillation"]
+    assert kd["alpha"] == 0.4 and [t["name"] for t in kd["teachers"]] == ["T1", "T2"]
+    assert kd["teachers"][0]["recipe"] == F._recipe_commands(json.loads((out / "state.json").read_text()), 1)
+    assert "--init INIT.keras --teacher T1.keras --teacher T2.keras --kd-alpha 0.4" in card.training["recipe"]
+    assert "knowledge distillation" in card.training["method"]
+
+
+def test_cli_distillation_arguments_go_together(tmp_path: Path) -> None:
+    from affectlite_convert.recipes import face as F
+
+    with pytest.raises(SystemExit):
+        F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher", "t.keras"])
+    with pytest.raises(SystemExit):
+        F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher", "t.keras", "--init", "i.keras",
+                "--kd-alpha", "1.5"])
+
 
 def _weights(path: Path) -> list[np.ndarray]:
     import keras

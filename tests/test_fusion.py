@@ -113,6 +113,26 @@ def test_fit_temperature_rejects_bad_input(x: np.ndarray, y: np.ndarray, match: 
         fit_temperature(x, y)
 
 
+def test_expected_calibration_error_maths_and_temperature_lowers_it() -> None:
+    from affectlite.fusion import expected_calibration_error as ece
+
+    # hand-made: two rows at 0.9 (one right), two at 0.6 (both right) -> |0.5-0.9|*2/4 + |1-0.6|*2/4 = 0.4
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    assert ece(p, np.array([0, 1, 0, 1]), bins=10) == pytest.approx(0.4)
+    assert ece(np.eye(3), np.arange(3)) == 0.0  # sure and right
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2.0, size=(6000, 7))
+    y = _sample(_softmax(logits), rng)
+    assert ece(_softmax(logits), y) < 0.03  # labels drawn from the probabilities: calibrated
+    over = logits * 2.5
+    t = fit_temperature(over, y, kind="logits")
+    assert ece(_softmax(over), y) > 0.1 > ece(apply_temperature(over, t, kind="logits"), y) * 3
+    with pytest.raises(CalibrationError, match="bins"):
+        ece(p, np.array([0, 1, 0, 1]), bins=0)
+    with pytest.raises(CalibrationError, match="one label per row"):
+        ece(p, np.array([0, 1]))
+
+
 def test_apply_temperature_rejects_bad_temperature() -> None:
     with pytest.raises(CalibrationError, match="positive"):
         apply_temperature(np.ones(7) / 7, 0.0)

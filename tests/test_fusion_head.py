@@ -81,3 +81,24 @@ def test_learned_strategy_uses_the_head_for_two_modalities_and_passes_one_throug
 
 class EmptyLabel:
     value = fuse_once().label
+
+
+def test_calibrate_head_fits_on_half_the_pairs_and_checks_on_the_other(
+        head_and_pairs: tuple[FusionHead, dict[str, np.ndarray]]) -> None:
+    from affectlite.fusion import apply_temperature, expected_calibration_error, fit_temperature
+    from affectlite_convert.recipes.fusion import calibrate_head, head_inputs, subsets
+
+    head, pb = head_and_pairs
+    base = dict(FusionOptions().weights)
+    section, m = calibrate_head(head, pb, base)
+    assert section["temperature"] == m["temperature"] > 0 and "even rows" in section["split"]
+    # recompute independently: raw int8 logits of the multimodal subsets, even rows fit, odd rows check
+    multi = [s for s in subsets() if len(s) >= 2]
+    xs = np.concatenate([head_inputs(pb, s, base) for s in multi]).astype(np.float32)
+    y = np.concatenate([pb["y"] for _ in multi])
+    z = np.stack([head.model.run(x[None, :])[0][0] for x in xs]).astype(np.float64)
+    assert m["n_check"] == len(y) // 2
+    assert section["temperature"] == pytest.approx(fit_temperature(z[::2], y[::2], kind="logits"), abs=1e-4)
+    after = apply_temperature(z[1::2], section["temperature"], kind="logits")
+    assert m["ece_after"] == pytest.approx(expected_calibration_error(after, y[1::2]), abs=1e-4)
+    assert m["nll_after"] <= m["nll_before"] + 1e-3  # fitted on like data, it does not make the NLL worse

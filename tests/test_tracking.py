@@ -107,8 +107,46 @@ def test_smoothing_is_an_ema_per_track() -> None:
     assert none.smooth(u, [0, 1.0, 0, 0, 0, 0, 0])[1] == 1.0
 
 
+def test_new_tracks_are_tentative_until_min_hits_consecutive_passes() -> None:
+    tr = IoUTracker(min_hits=3)
+    assert tr.update([det(100, 50)], 0) == []
+    assert len(tr.tracks) == 1 and not tr.tracks[0].confirmed  # kept and matched, not reported
+    assert tr.predict(33 * MS) == []
+    assert tr.update([det(102, 50)], 100 * MS) == []
+    (t,) = tr.update([det(104, 50)], 200 * MS)  # third pass in a row: confirmed, same id
+    assert t.confirmed and t.hits == 3 and t.track_id == tr.tracks[0].track_id
+    assert [u.track_id for u in tr.predict(233 * MS)] == [t.track_id]
+    assert tr.update([], 300 * MS) == []  # a confirmed face missed once stays confirmed
+    (again,) = tr.update([det(106, 50)], 400 * MS)
+    assert again.track_id == t.track_id
+
+
+def test_sporadic_detections_never_become_a_reported_face() -> None:
+    """A false positive that fires in every other detection pass (as Haar does on some background)."""
+    tr = IoUTracker(min_hits=3, expiry_s=1.0)
+    face, ghost = det(100, 50, 90), det(400, 160, 120, score=0.62)
+    reported: set[int] = set()
+    for k in range(30):
+        dets = [face, ghost] if k % 2 else [face]
+        reported |= {t.track_id for t in tr.update(dets, k * 100 * MS)}
+    ghost_ids = {t.track_id for t in tr.tracks if t.box.x == 400}
+    assert len(reported) == 1 and ghost_ids and not reported & ghost_ids
+    # while a face with min_hits=1 would have been reported at its first detection
+    assert IoUTracker(min_hits=1).update([ghost], 0)[0].confirmed
+
+
+def test_tentative_tracks_do_not_push_confirmed_ones_out() -> None:
+    tr = IoUTracker(min_hits=2, max_tracks=1)
+    tr.update([det(0, 0, 40)], 0)
+    (small,) = tr.update([det(0, 0, 40)], 100 * MS)
+    # a bigger new box appears: it is tentative, the confirmed small face is still the one reported
+    assert [t.track_id for t in tr.update([det(0, 0, 40), det(200, 0, 90)], 200 * MS)] == [small.track_id]
+    out = tr.update([det(0, 0, 40), det(200, 0, 90)], 300 * MS)  # now both confirmed: largest wins
+    assert [t.box.w for t in out] == [90]
+
+
 @pytest.mark.parametrize("kw", [{"iou_threshold": 0.0}, {"expiry_s": -1}, {"smoothing": 1.0},
-                                {"max_tracks": 0}])
+                                {"max_tracks": 0}, {"min_hits": 0}])
 def test_bad_arguments_are_config_errors(kw: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         IoUTracker(**kw)  # type: ignore[arg-type]

@@ -179,7 +179,8 @@ class FaceAnalyzer:
             raise InputError(f"face.max_faces must be >= 1, got {opts.max_faces}")
         if not 0.0 <= opts.margin <= 2.0:
             raise InputError(f"face.margin must be in 0..2, got {opts.margin}")
-        self.tracker = IoUTracker(opts.track_iou, opts.track_expiry_s, opts.smoothing, max_tracks=opts.max_faces)
+        self.tracker = IoUTracker(opts.track_iou, opts.track_expiry_s, opts.smoothing, max_tracks=opts.max_faces,
+                                  min_hits=opts.track_min_hits)
         self._clf: FaceExpressionClassifier | None = None
         self._det: FaceDetector | None = None
         self._det_error: BackendNotInstalledError | None = None

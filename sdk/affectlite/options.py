@@ -115,6 +115,9 @@ class FaceOptions:
         score_threshold: Minimum detector score.
         track_iou: IoU to match a detection to a track.
         track_expiry_s: A track unseen this long is dropped (its id is never reused).
+        track_min_hits: Consecutive detection passes that confirm a new face before it is reported (1: at
+            once). Suppresses sporadic false detections on background at the cost of a short delay for a new
+            face: ``(track_min_hits - 1) * detect_every`` frames (200 ms at the defaults and 30 fps).
         smoothing: EMA factor for per-track probabilities (0: none).
         backend: Interpreter backend.
         num_threads: Interpreter threads.
@@ -134,6 +137,7 @@ class FaceOptions:
     score_threshold: float = 0.5
     track_iou: float = 0.3
     track_expiry_s: float = 1.0
+    track_min_hits: int = 3
     smoothing: float = 0.0
     backend: str = "auto"
     num_threads: int | None = 1

@@ -195,6 +195,7 @@ _CONSTRAINTS: dict[str, dict[str, Any]] = {
     "face.score_threshold": {"range": _R(0, 1)},
     "face.track_iou": {"range": _R(0, 1, lo_open=True)},
     "face.track_expiry_s": {"range": _R(0, 60, lo_open=True)},
+    "face.track_min_hits": {"range": _R(1, 30)},
     "face.smoothing": {"range": _R(0, 1, hi_open=True)},
     "face.backend": {"choices": _backend_choices},
     "face.num_threads": {"range": _THREADS},

@@ -6,6 +6,11 @@ they mean "the same box-shaped region in consecutive frames", not "the same pers
 
 Between detections (the analyzer detects only every Nth frame), :meth:`IoUTracker.predict` moves each box
 by its last velocity so crops follow a moving face.
+
+A new track is *tentative* until it has been matched in ``min_hits`` consecutive detection passes (as in
+SORT): tentative tracks are kept and matched but not returned, so a detector's sporadic false positive (one
+or two passes in a row on a patch of background) never becomes a reported face. Once confirmed, a track is
+reported in every pass that matches it until it expires.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class Track:
         last_seen_ns: Timestamp of the last matching detection.
         last_update_ns: Timestamp of the last detection or prediction step.
         hits: Number of detections matched.
+        streak: Consecutive detection passes matched (0 after a miss).
+        confirmed: Matched in ``min_hits`` consecutive passes at some point (then reported while active).
         missed: Detection passes since the last match (0: seen in the latest pass).
         velocity: Box ``(dx, dy, dw, dh)`` per second, from the last two matches.
         probs: Smoothed expression probabilities (``None`` until the first classification).
@@ -46,6 +53,8 @@ class Track:
     last_seen_ns: int
     last_update_ns: int
     hits: int = 1
+    streak: int = 1
+    confirmed: bool = False
     missed: int = 0
     velocity: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     probs: np.ndarray | None = field(default=None, repr=False)
@@ -68,14 +77,16 @@ class IoUTracker:
         iou_threshold: Minimum IoU to continue a track.
         expiry_s: A track without a matching detection for this long is dropped.
         smoothing: EMA weight of the previous probabilities (0: none, 0.9: very smooth).
-        max_tracks: Most tracks kept (largest faces win).
+        max_tracks: Most tracks reported (largest faces win; up to twice as many are kept, so tentative
+            tracks do not push confirmed ones out).
+        min_hits: Consecutive detection passes that confirm a new track (1: report it at once).
 
     Raises:
         ConfigError: an argument is out of range.
     """
 
     def __init__(self, iou_threshold: float = 0.3, expiry_s: float = 1.0, smoothing: float = 0.0,
-                 max_tracks: int = 16) -> None:
+                 max_tracks: int = 16, min_hits: int = 1) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ConfigError(f"track_iou must be in (0, 1], got {iou_threshold}")
         if expiry_s < 0:
@@ -84,6 +95,9 @@ class IoUTracker:
             raise ConfigError(f"smoothing must be in [0, 1), got {smoothing}")
         if max_tracks < 1:
             raise ConfigError(f"max_faces must be >= 1, got {max_tracks}")
+        if min_hits < 1:
+            raise ConfigError(f"track_min_hits must be >= 1, got {min_hits}")
+        self.min_hits = int(min_hits)
         self.iou_threshold = float(iou_threshold)
         self.expiry_ns = int(expiry_s * 1e9)
         self.smoothing = float(smoothing)
@@ -93,7 +107,7 @@ class IoUTracker:
 
     @property
     def tracks(self) -> list[Track]:
-        """Live tracks (a copy of the list)."""
+        """Live tracks, tentative ones included (a copy of the list)."""
         return list(self._tracks)
 
     def reset(self) -> None:
@@ -108,7 +122,7 @@ class IoUTracker:
             timestamp_ns: Frame time.
 
         Returns:
-            The tracks matched or started by this pass (largest first), at most ``max_tracks``.
+            The confirmed tracks matched or started by this pass (largest first), at most ``max_tracks``.
         """
         self._expire(timestamp_ns)
         dets = sorted(detections, key=lambda d: -(d.w * d.h))
@@ -128,16 +142,18 @@ class IoUTracker:
         for ti, t in enumerate(self._tracks):
             if ti not in used_t:
                 t.missed += 1
+                t.streak = 0
         for di, b in enumerate(boxes):
             if di not in used_d:
-                self._tracks.append(Track(next(self._ids), b, float(dets[di].score), timestamp_ns, timestamp_ns))
-        # keep the largest active tracks, then the most recently seen inactive ones
-        self._tracks.sort(key=lambda t: (t.missed, -t.box.area))
-        del self._tracks[self.max_tracks:]
-        return [t for t in self._tracks if t.active]
+                self._tracks.append(Track(next(self._ids), b, float(dets[di].score), timestamp_ns, timestamp_ns,
+                                          confirmed=self.min_hits <= 1))
+        # keep the largest active confirmed tracks, then the tentative ones, then those not seen this pass
+        self._tracks.sort(key=lambda t: (t.missed, not t.confirmed, -t.box.area))
+        del self._tracks[2 * self.max_tracks:]
+        return [t for t in self._tracks if t.active and t.confirmed][: self.max_tracks]
 
     def predict(self, timestamp_ns: int) -> list[Track]:
-        """Advance active tracks by their velocity (frames without detection); returns the active ones."""
+        """Advance active tracks by their velocity (frames without detection); returns the confirmed ones."""
         self._expire(timestamp_ns)
         out = []
         for t in self._tracks:
@@ -149,8 +165,9 @@ class IoUTracker:
                 b = t.box
                 t.box = Box(b.x + vx * dt, b.y + vy * dt, max(1.0, b.w + vw * dt), max(1.0, b.h + vh * dt))
             t.last_update_ns = timestamp_ns
-            out.append(t)
-        return out
+            if t.confirmed:
+                out.append(t)
+        return out[: self.max_tracks]
 
     def smooth(self, track: Track, probs: Sequence[float]) -> tuple[float, ...]:
         """Blend new probabilities into the track's EMA and return the smoothed distribution."""
@@ -175,6 +192,8 @@ class IoUTracker:
         t.last_seen_ns = ts
         t.last_update_ns = ts
         t.hits += 1
+        t.streak += 1
+        t.confirmed = t.confirmed or t.streak >= self.min_hits
         t.missed = 0
 
     def _expire(self, ts: int) -> None:

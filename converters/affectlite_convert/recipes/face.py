@@ -290,21 +290,29 @@ def _progress_callback() -> Any:
     return Progress
 
 
-def _train_data(xtr: np.ndarray, ytr: np.ndarray, *, seed: int, batch_size: int, seed_gen: Any) -> Any:
-    """``epoch -> tf.data.Dataset`` of augmented, normalised, class-weighted training batches."""
+def _train_data(xtr: np.ndarray, ytr: np.ndarray, *, seed: int, batch_size: int, seed_gen: Any,
+                soft: np.ndarray | None = None, alpha: float = 1.0) -> Any:
+    """``epoch -> tf.data.Dataset`` of augmented, normalised, class-weighted training batches.
+
+    With ``soft`` (per-image teacher probabilities, :func:`teacher_targets`) the target of each image is
+    ``alpha * one_hot + (1 - alpha) * soft`` (knowledge distillation); otherwise the one-hot label.
+    """
     import tensorflow as tf
 
     cw = _class_weights(ytr)
+    n_cls = len(LABELS)
+    soft_arr = np.zeros((len(ytr), n_cls), np.float32) if soft is None else np.asarray(soft, np.float32)
+    a = 1.0 if soft is None else float(alpha)
 
     def make_train(epoch: int) -> Any:
-        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr))
+        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr, soft_arr))
         ds = ds.shuffle(len(ytr), seed=seed * 7919 + epoch, reshuffle_each_iteration=False)
         ds = ds.batch(batch_size, drop_remainder=False)
 
-        def prep(xb: Any, yb: Any) -> Any:
+        def prep(xb: Any, yb: Any, sb: Any) -> Any:
             xf = tf.cast(xb[..., None], tf.float32)
             xf = _augment_batch(xf, seed_gen)
-            yo = tf.one_hot(yb, len(LABELS))
+            yo = a * tf.one_hot(yb, n_cls) + (1.0 - a) * sb
             return normalise(xf), yo, tf.gather(cw, yb)
 
         return ds.map(prep, num_parallel_calls=1).prefetch(2)
@@ -397,9 +405,21 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
 
     seed_gen = tf.random.Generator.from_seed(seed + 1000 * int(state["epoch"]))
     make_train = _train_data(xtr, ytr, seed=seed, batch_size=batch_size, seed_gen=seed_gen)
+    return _run_epochs(model, state, out, make_train, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                       xcal_n=_bn_calibration_images(xtr, seed),
+                       xva_n=normalise(xva[..., None].astype(np.float32)), yva=yva,
+                       stop_after=stop_after, max_minutes=max_minutes)
+
+
+def _run_epochs(model: Any, state: dict[str, Any], out: Path, make_train: Any, *, epochs: int,
+                steps_per_epoch: int, xcal_n: Any, xva_n: Any, yva: np.ndarray, stop_after: int | None,
+                max_minutes: float | None) -> dict[str, Any]:
+    """Epochs ``state["epoch"]+1 .. epochs``: fit, recompute BatchNorm, score on public_test, checkpoint."""
+    import keras
+
     _Progress = _progress_callback()
-    xva_n = normalise(xva[..., None].astype(np.float32))
-    xcal_n = _bn_calibration_images(xtr, seed)
+    last = out / "ckpt" / "last.keras"
+    state_path = out / "state.json"
     t_start = time.time()
     for epoch in range(int(state["epoch"]), epochs):
         t0 = time.time()
@@ -429,6 +449,126 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
             print(f"stopping after {max_minutes} min (resume by rerunning)", flush=True)
             break
     return state
+
+
+# ----------------------------------------------------------------------------------------- distillation
+def teacher_targets(teachers: Sequence[str | os.PathLike[str]], x_uint8: np.ndarray,
+                    temperature: float = 1.0) -> np.ndarray:
+    """Mean class probabilities of several trained models, each on the image and its mirror image.
+
+    Args:
+        teachers: Paths of trained Keras models (``best.keras`` of earlier runs).
+        x_uint8: (N, 48, 48) uint8 grey images.
+        temperature: Softens (>1) or sharpens (<1) the mean: ``p ** (1 / T)``, renormalised.
+
+    Returns:
+        (N, 7) float32 rows summing to 1.
+    """
+    import keras
+
+    if not teachers:
+        raise ValueError("distillation needs at least one teacher model")
+    x = normalise(x_uint8[..., None].astype(np.float32))
+    total = np.zeros((len(x), len(LABELS)), np.float64)
+    for path in teachers:
+        m = keras.models.load_model(path, compile=False)
+        total += m.predict(x, batch_size=512, verbose=0) + m.predict(x[:, :, ::-1, :], batch_size=512, verbose=0)
+    p = np.clip(total / total.sum(axis=1, keepdims=True), 1e-8, 1.0) ** (1.0 / float(temperature))
+    out: np.ndarray = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str, epochs: int, lr: float = 1e-3,
+           alpha: float = 0.3, temperature: float = 1.0, seed: int = 1, batch_size: int = 128,
+           cache_dir: str | None = None, threads: int | None = None, stop_after: int | None = None,
+           max_minutes: float | None = None) -> dict[str, Any]:
+    """Fine-tune a trained model towards the averaged predictions of several teachers; resumable.
+
+    Knowledge distillation from an ensemble (Hinton et al. 2015): the teachers' mean probabilities on each
+    training image and its mirror image (:func:`teacher_targets`, computed once and kept in
+    ``OUT/teacher_targets.npy``) are mixed with the one-hot label (``alpha`` on the label) and the student,
+    started from ``init`` (same architecture, so the int8 size and latency do not change), is trained on the
+    usual augmented batches with a fresh AdamW + warm-up + cosine schedule from ``lr``. Epochs are scored
+    and checkpointed as in :func:`train`; the best becomes ``OUT/best.keras``.
+
+    Args:
+        data_dir: FER2013 root with ``train/`` and ``public_test/``.
+        out_dir: A new (or this run's) output folder.
+        teachers: Paths of trained models whose predictions are the soft targets.
+        init: Path of the trained model to start from.
+        epochs: Epochs of fine-tuning.
+        lr: Peak learning rate.
+        alpha: Weight of the one-hot label in the target (the rest is the teachers').
+        temperature: Teacher temperature (see :func:`teacher_targets`).
+        seed: Shuffling/augmentation seed.
+        batch_size: Batch size.
+        cache_dir: Decoded-image cache folder.
+        threads: TensorFlow CPU threads.
+        stop_after: Stop (resumably) after this epoch.
+        max_minutes: Stop (resumably) after this long.
+
+    Returns:
+        The run state (``state.json``).
+    """
+    import keras
+    import tensorflow as tf
+
+    from affectlite._io import sha256_file
+
+    _set_threads(threads)
+    out = Path(out_dir)
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    for path in [init, *teachers]:
+        if not Path(path).is_file():
+            raise SystemExit(f"model not found: {path} (give the best.keras of a finished run)")
+    cache = cache_dir if cache_dir is not None else str(out / "cache")
+    xtr, ytr = load_split(data_dir, "train", cache)
+    xva, yva = load_split(data_dir, "public_test", cache)
+    config = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+              "distil": {"init": {"path": str(init), "sha256": sha256_file(init)},
+                         "teachers": [{"path": str(t), "sha256": sha256_file(t)} for t in teachers],
+                         "alpha": alpha, "temperature": temperature}}
+    state_path, last = out / "state.json", out / "ckpt" / "last.keras"
+    steps_per_epoch = math.ceil(len(ytr) / batch_size)
+    if state_path.is_file() and last.is_file():
+        state: dict[str, Any] = json.loads(state_path.read_text())
+        if {k: v for k, v in state["config"].items() if k != "width"} != config:
+            raise SystemExit(f"{out} holds a run with another config {state['config']}; use a new --out")
+        model = keras.models.load_model(last, compile=True)
+        print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
+    else:
+        keras.utils.set_random_seed(seed)
+        model = keras.models.load_model(init, compile=False)
+        total_steps = steps_per_epoch * epochs
+        warm = min(steps_per_epoch // 2, total_steps // 10)
+        sched = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(total_steps - warm, 1), alpha=0.01, warmup_target=lr, warmup_steps=warm)
+        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=sched, weight_decay=5e-4),
+                      loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+        width = int(model.get_layer("s1a_conv").filters)
+        config["width"] = width
+        state = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [], "config": config}
+        # the starting point is a candidate too (distillation must beat it to be used)
+        probs = model.predict(normalise(xva[..., None].astype(np.float32)), batch_size=512, verbose=0)
+        state["init_acc"] = float((probs.argmax(1) == yva).mean())
+        print(f"init model: public_test {state['init_acc']:.4f}", flush=True)
+    targets_path = out / "teacher_targets.npy"
+    if targets_path.is_file():
+        soft = np.load(targets_path)
+    else:
+        soft = teacher_targets(teachers, xtr, temperature)
+        buf = io.BytesIO()
+        np.save(buf, soft)
+        atomic_write_bytes(targets_path, buf.getvalue())
+        agree = float((soft.argmax(1) == ytr).mean())
+        print(f"teacher targets: agree with the training labels on {agree:.4f}", flush=True)
+    seed_gen = tf.random.Generator.from_seed(seed + 1000 * int(state["epoch"]))
+    make_train = _train_data(xtr, ytr, seed=seed, batch_size=batch_size, seed_gen=seed_gen, soft=soft,
+                             alpha=alpha)
+    return _run_epochs(model, state, out, make_train, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                       xcal_n=_bn_calibration_images(xtr, seed),
+                       xva_n=normalise(xva[..., None].astype(np.float32)), yva=yva,
+                       stop_after=stop_after, max_minutes=max_minutes)
 
 
 # ------------------------------------------------------------------------------------ weight averaging
@@ -572,6 +712,23 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
                            minlength=len(LABELS))
     width = int(state.get("config", {}).get("width", 16))
     channels = "-".join(str(width * m) for m in (1, 2, 4, 8))
+    kd = state.get("config", {}).get("distil")
+    method = (f"VGG-style CNN {channels} channels, {model.count_params() / 1e6:.2f} M parameters; augmentation "
+              "flip/rotate/zoom/shift/brightness/contrast; sqrt inverse-frequency class weights; label smoothing "
+              "0.1; AdamW + cosine; BatchNorm statistics recomputed on un-augmented training images")
+    distillation: dict[str, Any] | None = None
+    if kd:
+        method += (f"; then fine-tuned for {state['config']['epochs']} epochs by knowledge distillation: target = "
+                   f"{kd['alpha']} x label + {1 - kd['alpha']:.2f} x the mean probabilities of "
+                   f"{len(kd['teachers'])} trained models of this recipe on the image and its mirror image "
+                   "(no label smoothing)")
+        distillation = {
+            "alpha": kd["alpha"], "temperature": kd["temperature"],
+            "init": {"sha256": kd["init"]["sha256"], "recipe": _model_recipe(kd["init"]["path"], seed)},
+            "teachers": [{"name": f"T{i + 1}", "sha256": t["sha256"], "recipe": _model_recipe(t["path"], seed)}
+                         for i, t in enumerate(kd["teachers"])],
+            "init_public_test_accuracy": state.get("init_acc"),
+        }
     card = {
         "name": "affectlite-face-fer2013",
         "version": "1.0.0",
@@ -591,11 +748,9 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
             "recipe": _recipe_commands(state, seed),
             "epochs": state.get("config", {}).get("epochs", epochs),
             "schedule_changes": state.get("schedule_changes", []),
-            "method": f"VGG-style CNN {channels} channels, {model.count_params() / 1e6:.2f} M parameters; "
-                      "augmentation flip/rotate/zoom/"
-                      "shift/brightness/contrast; sqrt inverse-frequency class weights; label smoothing 0.1; "
-                      "AdamW + cosine; BatchNorm statistics recomputed on un-augmented training images",
+            "method": method,
             "best_epoch": state.get("best_epoch"),
+            **({"distillation": distillation} if distillation else {}),
         },
         "limitations": [
             "FER2013 has demographic biases (age, skin tone, gender presentation are not balanced) and "
@@ -619,8 +774,24 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
     return dest
 
 
+def _model_recipe(path: str | os.PathLike[str], seed: int) -> str:
+    """The recipe of a model file that sits in its run folder (``state.json`` beside it or one level up)."""
+    p = Path(path)
+    for d in (p.parent, p.parent.parent):
+        if (d / "state.json").is_file():
+            st = json.loads((d / "state.json").read_text())
+            return _recipe_commands(st, int(st.get("config", {}).get("seed", seed)))
+    return "unknown (no state.json beside the model)"
+
+
 def _recipe_commands(state: dict[str, Any], seed: int) -> str:
     cfg = state.get("config", {})
+    kd = cfg.get("distil")
+    if kd:
+        teachers = " ".join(f"--teacher T{i + 1}.keras" for i in range(len(kd["teachers"])))
+        return (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
+                f"--epochs {cfg.get('epochs')} --lr {cfg.get('lr')} --init INIT.keras {teachers} "
+                f"--kd-alpha {kd['alpha']} --kd-temperature {kd['temperature']}")
     base = (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
             f"--width {cfg.get('width', 16)}")
     changes = state.get("schedule_changes", [])
@@ -658,11 +829,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--swa-epochs", type=int, default=0, help="after the run: average the weights over this many "
                    "more epochs at a constant --swa-lr (stochastic weight averaging)")
     p.add_argument("--swa-lr", type=float, default=5e-4, help="constant learning rate of the averaging epochs")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL.keras",
+                   help="distillation: a trained model whose predictions are soft targets (repeat for an "
+                        "ensemble); needs --init")
+    p.add_argument("--init", default=None, metavar="MODEL.keras", help="distillation: the trained model to "
+                   "fine-tune (same architecture as shipped)")
+    p.add_argument("--kd-alpha", type=float, default=0.3, help="distillation: weight of the one-hot label")
+    p.add_argument("--kd-temperature", type=float, default=1.0, help="distillation: teacher temperature")
     p.add_argument("--no-convert", action="store_true", help="train only")
     a = p.parse_args(list(argv) if argv is not None else None)
-    state = train(a.data, a.out, epochs=a.epochs, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
-                  width=a.width, cache_dir=a.cache, threads=a.threads, max_minutes=a.max_minutes,
-                  stop_after=a.stop_after, restart_lr=a.restart_lr)
+    if bool(a.teacher) != bool(a.init):
+        p.error("--teacher and --init go together (distillation fine-tunes --init towards the teachers)")
+    if a.teacher:
+        if not 0.0 <= a.kd_alpha <= 1.0:
+            p.error(f"--kd-alpha must be in [0, 1], got {a.kd_alpha}")
+        if a.kd_temperature <= 0:
+            p.error(f"--kd-temperature must be > 0, got {a.kd_temperature}")
+        state = distil(a.data, a.out, teachers=a.teacher, init=a.init, epochs=a.epochs, lr=a.lr,
+                       alpha=a.kd_alpha, temperature=a.kd_temperature, seed=a.seed, batch_size=a.batch_size,
+                       cache_dir=a.cache, threads=a.threads, stop_after=a.stop_after,
+                       max_minutes=a.max_minutes)
+    else:
+        state = train(a.data, a.out, epochs=a.epochs, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
+                      width=a.width, cache_dir=a.cache, threads=a.threads, max_minutes=a.max_minutes,
+                      stop_after=a.stop_after, restart_lr=a.restart_lr)
     if state["epoch"] < a.epochs:
         print(f"stopped after epoch {state['epoch']} of {a.epochs}; rerun the same command to resume")
         return 0

@@ -601,8 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: text.tflite, text.card.json, text.idf.npy, report")
     p.add_argument("--stage", choices=["final", "select"], default="final",
                    help="final: train on train, convert, evaluate on dev; select: hold-out check of the settings")
-    p.add_argument("--n-word", type=int, default=DEFAULTS["n_word"], help="hash buckets for word 1-2-grams")
-    p.add_argument("--n-char", type=int, default=DEFAULTS["n_char"], help="hash buckets for char 2-5-grams")
+    p.add_argument("--n-word", type=int, default=DEFAULTS["n_word"], help="hash buckets for word 1-3-grams")
+    p.add_argument("--n-char", type=int, default=DEFAULTS["n_char"], help="hash buckets for char_wb 1-6-grams")
     p.add_argument("--min-df", type=int, default=DEFAULTS["min_df"], help="buckets in fewer texts get idf 0")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=DEFAULTS["optimizer"])
     p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="L-BFGS iterations or full-batch Adam steps")
