@@ -336,6 +336,13 @@ def test_overrides_through_pipeline_options() -> None:
     assert (opts.camera.fps, opts.face.max_faces, opts.profile) == (5.0, 2, "rpi-zero2w")
 
 
+def test_model_paths_per_modality_and_enabled_only() -> None:
+    opts = PipelineOptions().replace(**{"face.model_path": "f.tflite", "audio.enabled": False})
+    assert opts.model_paths() == {"face": "f.tflite", "voice": None, "text": None}
+    assert opts.model_paths(enabled_only=True) == {"face": "f.tflite", "text": None}  # no audio: no voice
+    assert "face" not in opts.replace(**{"camera.enabled": False}).model_paths(enabled_only=True)
+
+
 def test_parse_overrides_from_cli_strings() -> None:
     ov = P.parse_overrides(["camera.fps=10", "camera.device=/dev/video2", "face.delegates=[a.so, b.so]",
                             "privacy.declared_purpose=", "camera.enabled=false", "face.margin=0.2"])

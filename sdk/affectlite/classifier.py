@@ -92,9 +92,7 @@ class EmotionClassifier:
                 from .fusion import FusionHead, head_model_mismatches
 
                 self._head = FusionHead.load()  # once, not per call
-                o = self.options
-                for msg in head_model_mismatches(self._head, {"face": o.face.model_path, "voice": o.voice.model_path,
-                                                              "text": o.text.model_path}):
+                for msg in head_model_mismatches(self._head, self.options.model_paths()):
                     log.warning("%s", msg)
             result: EmotionResult = fuse_once(
                 face_probs=face.probabilities if face is not None else None,

@@ -353,6 +353,17 @@ class PipelineOptions:
         opts: PipelineOptions = prof.to_options()
         return opts
 
+    def model_paths(self, *, enabled_only: bool = False) -> dict[str, str | None]:
+        """Modality -> configured model path (``None``: the shipped default).
+
+        Args:
+            enabled_only: Only the modalities that will run (face needs the camera, voice the audio input).
+        """
+        rows = (("face", self.face.model_path, self.camera.enabled and self.face.enabled),
+                ("voice", self.voice.model_path, self.audio.enabled and self.voice.enabled),
+                ("text", self.text.model_path, self.text.enabled))
+        return {m: path for m, path, on in rows if on or not enabled_only}
+
     def replace(self, **changes: Any) -> PipelineOptions:
         """Copy with whole sections or dotted keys replaced: ``opts.replace(**{"camera.fps": 5})``."""
         sections: dict[str, Any] = {}

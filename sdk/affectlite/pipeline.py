@@ -552,12 +552,7 @@ class EmotionPipeline:
 
         fusion = Fusion(self.options.fusion)
         if fusion.head is not None:
-            o = self.options
-            used = {m: path for m, path, on in (
-                ("face", o.face.model_path, o.camera.enabled and o.face.enabled),
-                ("voice", o.voice.model_path, o.audio.enabled and o.voice.enabled),
-                ("text", o.text.model_path, o.text.enabled)) if on}
-            for msg in head_model_mismatches(fusion.head, used):
+            for msg in head_model_mismatches(fusion.head, self.options.model_paths(enabled_only=True)):
                 log.warning("%s", msg)
         return fusion
 
