@@ -33,6 +33,57 @@ def test_tune_offsets_improves_macro_f1_on_a_biased_model() -> None:
     assert after == pytest.approx(classification_metrics(y, (logits + off).argmax(1))["macro_f1"])
 
 
+def test_nb_ratios_by_hand() -> None:
+    from affectlite_convert.recipes.text import nb_ratios
+
+    # 3 rows, 2 features: row0 (class 0) has f0; row1 (class 1) has f0 and f1; row2 (class 1) has f1 (+ a stored 0)
+    x = (np.array([0, 1, 3, 5]), np.array([0, 0, 1, 1, 0]), np.array([0.5, 0.2, 0.9, 0.4, 0.0]))
+    r = nb_ratios(x, np.array([0, 1, 1]), 2)
+    assert r.shape == (2, len(LABELS))
+    # class 0: p = 1 + [1, 0] = [2, 1]; q = 1 + [1, 2] = [2, 3]  (the stored zero does not count)
+    np.testing.assert_allclose(r[:, 0], np.log((np.array([2, 1]) / 3) / (np.array([2, 3]) / 5)))
+    # class 1: p = 1 + [1, 2] = [2, 3]; q = [2, 1]
+    np.testing.assert_allclose(r[:, 1], np.log((np.array([2, 3]) / 5) / (np.array([2, 1]) / 3)))
+    np.testing.assert_allclose(r[:, 2:], 0.0)  # classes without rows: p = q = 1 everywhere
+
+
+def test_nb_lr_reaches_its_optimum_and_stays_one_linear_layer() -> None:
+    """At the optimum of the NB-LR objective, V = W * r with grad_W = (X^T G) * r + 2 l2 W = 0, i.e.
+    V = -(X^T G) * r**2 / (2 l2): checked on a small random problem, so the gradient maths is right."""
+    import scipy.sparse as sp
+
+    from affectlite_convert.recipes.text import _class_weights, nb_ratios, train_linear
+
+    rng = np.random.default_rng(0)
+    n, dim = 300, 40
+    y = rng.integers(0, len(LABELS), n)
+    dense = (rng.random((n, dim)) < 0.15) * rng.random((n, dim))
+    dense[np.arange(n), y] += 0.8  # feature c is a clue for class c
+    m = sp.csr_matrix(dense)
+    x = (m.indptr, m.indices, m.data)
+    l2 = 1e-3
+    v, b, _ = train_linear(x, y, dim, l2=l2, steps=2000, nb=True)
+    z = m @ v.astype(np.float64) + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    _, cw = _class_weights(y)
+    g = (p - np.eye(len(LABELS))[y]) * cw[y][:, None] / n
+    r = nb_ratios(x, y, dim)
+    np.testing.assert_allclose(v, -(m.T @ g) * r**2 / (2 * l2), rtol=0.01, atol=0.02)  # L-BFGS tolerance
+    assert (z.argmax(1) == y).mean() > 0.9
+    plain, _, _ = train_linear(x, y, dim, l2=l2, steps=2000)
+    assert not np.allclose(plain, v, atol=1e-2)  # a different model from plain LR
+
+
+def test_nb_needs_lbfgs() -> None:
+    from affectlite.errors import ConversionError
+    from affectlite_convert.recipes.text import train_linear
+
+    x = (np.array([0, 1]), np.array([0]), np.array([1.0]))
+    with pytest.raises(ConversionError, match="--optimizer lbfgs"):
+        train_linear(x, np.array([0]), 1, optimizer="adam", nb=True)
+
+
 @needs_goemo
 def test_load_splits_rules() -> None:
     from affectlite_convert.recipes.text import load_splits

@@ -26,6 +26,11 @@ Steps:
    averages the weights of those N epochs (:func:`swa`); the mean replaces ``best.keras`` only if it scores
    higher. (On the shipped run, 4 epochs at 5e-4 gave 65.1-65.2% against 65.4%: not used. A 44-epoch run of
    the same recipe also plateaued at 65.4%.)
+   Optional: knowledge distillation (:func:`distil`, ``--init MODEL --teacher T1 --teacher T2 ...``)
+   fine-tunes a trained model towards the mean predictions of several trained models on each image and its
+   mirror image. (Tried: the 44-epoch run's best, fine-tuned 10 epochs at lr 1e-3 towards three runs of this
+   recipe - together 66.6% on public_test with mirror averaging - ended at 65.2%, best epoch 65.8% amid
+   +-0.4 epoch-to-epoch noise: no real gain, not shipped.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
    training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
    and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
