@@ -221,8 +221,9 @@ def test_shipped_card_describes_the_featuriser_and_data() -> None:
     assert (DEFAULT_TEXT_MODEL.parent / pre["idf_file"]).is_file()
     assert "GoEmotions" in card.training["data"] and "Apache" in card.training["terms"]
     assert card.temperature != 1.0 and card.limitations
-    # issue target is 0.58; the shipped int8 model reaches 0.5799 (noted on the issue): guard that level
-    assert card.metrics["int8"]["macro_f1"] >= 0.575
+    # the issue's target: int8 macro-F1 >= 0.58 on the GoEmotions dev single-label rows (NB-LR: 0.5985)
+    assert card.metrics["int8"]["macro_f1"] >= 0.58
+    assert card.training["config"]["nb"] is True
     assert DEFAULT_TEXT_MODEL.stat().st_size <= 2 * 1024 * 1024
 
 

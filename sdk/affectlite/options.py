@@ -206,7 +206,7 @@ class FusionOptions:
             fusion). The head was trained on the outputs of the shipped face, voice and text models: with
             your own models use ``"late"`` or retrain it (``affectlite train fusion``); a model other than
             the ones recorded in the head's card is named in a warning at start. On held-out
-            pseudo-pairs the head scored mean macro-F1 0.826 over the multimodal subsets against 0.810
+            pseudo-pairs the head scored mean macro-F1 0.820 over the multimodal subsets against 0.814
             for late fusion (``docs/fusion.md``).
         weights: Base weight per modality.
         max_age_s: Evidence older than this is stale and dropped (per modality).
