@@ -108,14 +108,27 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert kd["alpha"] == 0.4 and [t["name"] for t in kd["teachers"]] == ["T1", "T2"]
     assert kd["teachers"][0]["recipe"] == F._recipe_commands(json.loads((out / "state.json").read_text()), 1)
     assert "--init INIT.keras --teacher T1.keras --teacher T2.keras --kd-alpha 0.4" in card.training["recipe"]
-    assert "knowledge distillation" in card.training["method"]
+    assert "knowledge distillation" in card.training["method"] and "fine-tuned" in card.training["method"]
+    # from scratch (no --init): a new model of --width, recorded as such
+    scratch = tmp_path / "kd_scratch"
+    st = F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, epochs=1, lr=3e-3,
+                  batch_size=32, threads=1)
+    assert st["config"]["distil"]["init"] is None and st["config"]["width"] == 4 and "init_acc" not in st
+    assert F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, epochs=1, lr=3e-3,
+                    batch_size=32, threads=1)["epoch"] == 1  # resumes (nothing left to do)
+    with pytest.raises(SystemExit, match="another config"):
+        F.distil(str(data), str(scratch), teachers=teachers, init=None, width=8, epochs=1, lr=3e-3,
+                 batch_size=32, threads=1)
+    card = load_card(F.convert_best(str(data), str(scratch), seed=1).with_suffix(".card.json"))
+    assert "--width 4 --teacher T1.keras --teacher T2.keras" in card.training["recipe"]
+    assert "trained from scratch" in card.training["method"] and card.training["distillation"]["init"] is None
 
 
 def test_cli_distillation_arguments_go_together(tmp_path: Path) -> None:
     from affectlite_convert.recipes import face as F
 
-    with pytest.raises(SystemExit):
-        F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher", "t.keras"])
+    with pytest.raises(SystemExit):  # --init without a teacher
+        F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--init", "i.keras"])
     with pytest.raises(SystemExit):
         F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher", "t.keras", "--init", "i.keras",
                 "--kd-alpha", "1.5"])

@@ -26,11 +26,11 @@ Steps:
    averages the weights of those N epochs (:func:`swa`); the mean replaces ``best.keras`` only if it scores
    higher. (On the shipped run, 4 epochs at 5e-4 gave 65.1-65.2% against 65.4%: not used. A 44-epoch run of
    the same recipe also plateaued at 65.4%.)
-   Optional: knowledge distillation (:func:`distil`, ``--init MODEL --teacher T1 --teacher T2 ...``)
-   fine-tunes a trained model towards the mean predictions of several trained models on each image and its
-   mirror image. (Tried: the 44-epoch run's best, fine-tuned 10 epochs at lr 1e-3 towards three runs of this
-   recipe - together 66.6% on public_test with mirror averaging - ended at 65.2%, best epoch 65.8% amid
-   +-0.4 epoch-to-epoch noise: no real gain, not shipped.)
+   Optional: knowledge distillation (:func:`distil`, ``--teacher T1 --teacher T2 ...`` [``--init MODEL``])
+   trains a model from scratch at ``--width`` (or fine-tunes ``--init``) towards the mean predictions of
+   several trained models on each image and its mirror image. (Tried: the 44-epoch run's best, fine-tuned
+   10 epochs at lr 1e-3 towards three runs of this recipe - together 66.6% on public_test with mirror
+   averaging - ended at 65.2%, best epoch 65.8% amid +-0.4 epoch-to-epoch noise: no real gain, not shipped.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
    training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
    and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
@@ -483,28 +483,31 @@ def teacher_targets(teachers: Sequence[str | os.PathLike[str]], x_uint8: np.ndar
     return out
 
 
-def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str, epochs: int, lr: float = 1e-3,
-           alpha: float = 0.3, temperature: float = 1.0, seed: int = 1, batch_size: int = 128,
+def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str | None, epochs: int,
+           lr: float = 1e-3, alpha: float = 0.3, temperature: float = 1.0, width: int = 20, seed: int = 1,
+           batch_size: int = 128,
            cache_dir: str | None = None, threads: int | None = None, stop_after: int | None = None,
            max_minutes: float | None = None) -> dict[str, Any]:
-    """Fine-tune a trained model towards the averaged predictions of several teachers; resumable.
+    """Train (from scratch) or fine-tune a model towards the averaged predictions of several teachers; resumable.
 
     Knowledge distillation from an ensemble (Hinton et al. 2015): the teachers' mean probabilities on each
     training image and its mirror image (:func:`teacher_targets`, computed once and kept in
     ``OUT/teacher_targets.npy``) are mixed with the one-hot label (``alpha`` on the label) and the student,
-    started from ``init`` (same architecture, so the int8 size and latency do not change), is trained on the
-    usual augmented batches with a fresh AdamW + warm-up + cosine schedule from ``lr``. Epochs are scored
+    started from ``init`` (same architecture, so the int8 size and latency do not change) or from scratch at
+    ``width`` (``init=None``), is trained on the usual augmented batches with a fresh AdamW + warm-up +
+    cosine schedule from ``lr``. Epochs are scored
     and checkpointed as in :func:`train`; the best becomes ``OUT/best.keras``.
 
     Args:
         data_dir: FER2013 root with ``train/`` and ``public_test/``.
         out_dir: A new (or this run's) output folder.
         teachers: Paths of trained models whose predictions are the soft targets.
-        init: Path of the trained model to start from.
-        epochs: Epochs of fine-tuning.
+        init: Path of the trained model to start from (``None``: a new model of ``width``).
+        epochs: Epochs of training.
         lr: Peak learning rate.
         alpha: Weight of the one-hot label in the target (the rest is the teachers').
         temperature: Teacher temperature (see :func:`teacher_targets`).
+        width: Channels of the first stage of a new model (ignored with ``init``).
         seed: Shuffling/augmentation seed.
         batch_size: Batch size.
         cache_dir: Decoded-image cache folder.
@@ -523,27 +526,28 @@ def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str, e
     _set_threads(threads)
     out = Path(out_dir)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
-    for path in [init, *teachers]:
+    for path in [*([init] if init else []), *teachers]:
         if not Path(path).is_file():
             raise SystemExit(f"model not found: {path} (give the best.keras of a finished run)")
     cache = cache_dir if cache_dir is not None else str(out / "cache")
     xtr, ytr = load_split(data_dir, "train", cache)
     xva, yva = load_split(data_dir, "public_test", cache)
     config = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
-              "distil": {"init": {"path": str(init), "sha256": sha256_file(init)},
+              "distil": {"init": {"path": str(init), "sha256": sha256_file(init)} if init else None,
                          "teachers": [{"path": str(t), "sha256": sha256_file(t)} for t in teachers],
                          "alpha": alpha, "temperature": temperature}}
     state_path, last = out / "state.json", out / "ckpt" / "last.keras"
     steps_per_epoch = math.ceil(len(ytr) / batch_size)
     if state_path.is_file() and last.is_file():
         state: dict[str, Any] = json.loads(state_path.read_text())
-        if {k: v for k, v in state["config"].items() if k != "width"} != config:
+        if {k: v for k, v in state["config"].items() if k != "width" or not init} != {
+                **config, **({} if init else {"width": width})}:
             raise SystemExit(f"{out} holds a run with another config {state['config']}; use a new --out")
         model = keras.models.load_model(last, compile=True)
         print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
     else:
         keras.utils.set_random_seed(seed)
-        model = keras.models.load_model(init, compile=False)
+        model = keras.models.load_model(init, compile=False) if init else build_model(width)
         total_steps = steps_per_epoch * epochs
         warm = min(steps_per_epoch // 2, total_steps // 10)
         sched = keras.optimizers.schedules.CosineDecay(
@@ -553,10 +557,10 @@ def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str, e
         width = int(model.get_layer("s1a_conv").filters)
         config["width"] = width
         state = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [], "config": config}
-        # the starting point is a candidate too (distillation must beat it to be used)
-        probs = model.predict(normalise(xva[..., None].astype(np.float32)), batch_size=512, verbose=0)
-        state["init_acc"] = float((probs.argmax(1) == yva).mean())
-        print(f"init model: public_test {state['init_acc']:.4f}", flush=True)
+        if init:  # the starting point, for comparison (distillation must beat it to be worth using)
+            probs = model.predict(normalise(xva[..., None].astype(np.float32)), batch_size=512, verbose=0)
+            state["init_acc"] = float((probs.argmax(1) == yva).mean())
+            print(f"init model: public_test {state['init_acc']:.4f}", flush=True)
     targets_path = out / "teacher_targets.npy"
     if targets_path.is_file():
         soft = np.load(targets_path)
@@ -723,13 +727,15 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
               "0.1; AdamW + cosine; BatchNorm statistics recomputed on un-augmented training images")
     distillation: dict[str, Any] | None = None
     if kd:
-        method += (f"; then fine-tuned for {state['config']['epochs']} epochs by knowledge distillation: target = "
+        how = "then fine-tuned" if kd["init"] else "trained from scratch"
+        method += (f"; {how} for {state['config']['epochs']} epochs by knowledge distillation: target = "
                    f"{kd['alpha']} x label + {1 - kd['alpha']:.2f} x the mean probabilities of "
                    f"{len(kd['teachers'])} trained models of this recipe on the image and its mirror image "
                    "(no label smoothing)")
         distillation = {
             "alpha": kd["alpha"], "temperature": kd["temperature"],
-            "init": {"sha256": kd["init"]["sha256"], "recipe": _model_recipe(kd["init"]["path"], seed)},
+            "init": ({"sha256": kd["init"]["sha256"], "recipe": _model_recipe(kd["init"]["path"], seed)}
+                     if kd["init"] else None),
             "teachers": [{"name": f"T{i + 1}", "sha256": t["sha256"], "recipe": _model_recipe(t["path"], seed)}
                          for i, t in enumerate(kd["teachers"])],
             "init_public_test_accuracy": state.get("init_acc"),
@@ -795,7 +801,8 @@ def _recipe_commands(state: dict[str, Any], seed: int) -> str:
     if kd:
         teachers = " ".join(f"--teacher T{i + 1}.keras" for i in range(len(kd["teachers"])))
         return (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
-                f"--epochs {cfg.get('epochs')} --lr {cfg.get('lr')} --init INIT.keras {teachers} "
+                f"--epochs {cfg.get('epochs')} --lr {cfg.get('lr')} "
+                + ("--init INIT.keras " if kd["init"] else f"--width {cfg.get('width')} ") + f"{teachers} "
                 f"--kd-alpha {kd['alpha']} --kd-temperature {kd['temperature']}")
     base = (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
             f"--width {cfg.get('width', 16)}")
@@ -836,22 +843,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--swa-lr", type=float, default=5e-4, help="constant learning rate of the averaging epochs")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL.keras",
                    help="distillation: a trained model whose predictions are soft targets (repeat for an "
-                        "ensemble); needs --init")
+                        "ensemble): distillation, from scratch at --width or from --init")
     p.add_argument("--init", default=None, metavar="MODEL.keras", help="distillation: the trained model to "
                    "fine-tune (same architecture as shipped)")
     p.add_argument("--kd-alpha", type=float, default=0.3, help="distillation: weight of the one-hot label")
     p.add_argument("--kd-temperature", type=float, default=1.0, help="distillation: teacher temperature")
     p.add_argument("--no-convert", action="store_true", help="train only")
     a = p.parse_args(list(argv) if argv is not None else None)
-    if bool(a.teacher) != bool(a.init):
-        p.error("--teacher and --init go together (distillation fine-tunes --init towards the teachers)")
+    if a.init and not a.teacher:
+        p.error("--init needs at least one --teacher (distillation fine-tunes --init towards the teachers)")
     if a.teacher:
         if not 0.0 <= a.kd_alpha <= 1.0:
             p.error(f"--kd-alpha must be in [0, 1], got {a.kd_alpha}")
         if a.kd_temperature <= 0:
             p.error(f"--kd-temperature must be > 0, got {a.kd_temperature}")
         state = distil(a.data, a.out, teachers=a.teacher, init=a.init, epochs=a.epochs, lr=a.lr,
-                       alpha=a.kd_alpha, temperature=a.kd_temperature, seed=a.seed, batch_size=a.batch_size,
+                       alpha=a.kd_alpha, temperature=a.kd_temperature, width=a.width, seed=a.seed,
+                       batch_size=a.batch_size,
                        cache_dir=a.cache, threads=a.threads, stop_after=a.stop_after,
                        max_minutes=a.max_minutes)
     else:
