@@ -332,6 +332,17 @@ def _bn_calibration_images(xtr: np.ndarray, seed: int) -> Any:
     return normalise(xtr[np.sort(cal_idx)][..., None].astype(np.float32))
 
 
+def _compile(model: Any, lr: float, total_steps: int, warm: int, *, label_smoothing: float) -> None:
+    """AdamW (weight decay 5e-4) with ``warm`` linear warm-up steps to ``lr``, then cosine to ``0.01 * lr``."""
+    import keras
+
+    sched = keras.optimizers.schedules.CosineDecay(
+        0.0 if warm else lr, decay_steps=max(total_steps - warm, 1), alpha=0.01,
+        warmup_target=lr if warm else None, warmup_steps=warm)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=sched, weight_decay=5e-4),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), metrics=["accuracy"])
+
+
 def _set_threads(threads: int | None) -> None:
     import tensorflow as tf
 
@@ -401,12 +412,7 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
         print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
     else:
         model = build_model(width)
-        sched = keras.optimizers.schedules.CosineDecay(
-            0.0 if warm else lr, decay_steps=max(total_steps - warm, 1), alpha=0.01,
-            warmup_target=lr if warm else None, warmup_steps=warm)
-        opt = keras.optimizers.AdamW(learning_rate=sched, weight_decay=5e-4)
-        model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
-                      metrics=["accuracy"])
+        _compile(model, lr, total_steps, warm, label_smoothing=0.1)
     model.summary(print_fn=lambda s, **_: print(s, flush=True))
 
     seed_gen = tf.random.Generator.from_seed(seed + 1000 * int(state["epoch"]))
@@ -550,11 +556,7 @@ def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str | 
         keras.utils.set_random_seed(seed)
         model = keras.models.load_model(init, compile=False) if init else build_model(width)
         total_steps = steps_per_epoch * epochs
-        warm = min(steps_per_epoch // 2, total_steps // 10)
-        sched = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(total_steps - warm, 1), alpha=0.01, warmup_target=lr, warmup_steps=warm)
-        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=sched, weight_decay=5e-4),
-                      loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+        _compile(model, lr, total_steps, min(steps_per_epoch // 2, total_steps // 10), label_smoothing=0.0)
         width = int(model.get_layer("s1a_conv").filters)
         config["width"] = width
         state = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [], "config": config}

@@ -319,7 +319,7 @@ def _train_lbfgs(x: Csr, y: np.ndarray, dim: int, *, iters: int, l2: float, clas
     xt = xm.T.tocsr()
     onehot = np.eye(k)[y]
     rows = np.arange(n)
-    r = np.ones((dim, k)) if scale is None else np.asarray(scale, np.float64)
+    r: np.ndarray | float = 1.0 if scale is None else np.asarray(scale, np.float64)  # plain LR: no scaling
 
     def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w = theta[:dim * k].reshape(dim, k)
