@@ -111,21 +111,48 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert "knowledge distillation" in card.training["method"] and "fine-tuned" in card.training["method"]
     # from scratch (no --init): a new model of --width, recorded as such
     scratch = tmp_path / "kd_scratch"
-    st = F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, epochs=1, lr=3e-3,
+    st = F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, stage5=8, epochs=1, lr=3e-3,
                   batch_size=32, threads=1)
     assert st["config"]["distil"]["init"] is None and st["config"]["width"] == 4 and "init_acc" not in st
-    assert F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, epochs=1, lr=3e-3,
+    assert st["config"]["stage5"] == 8
+    assert F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, stage5=8, epochs=1, lr=3e-3,
                     batch_size=32, threads=1)["epoch"] == 1  # resumes (nothing left to do)
-    with pytest.raises(SystemExit, match="another config"):
-        F.distil(str(data), str(scratch), teachers=teachers, init=None, width=8, epochs=1, lr=3e-3,
-                 batch_size=32, threads=1)
+    for other in ({"width": 8, "stage5": 8}, {"width": 4, "stage5": 0}):
+        with pytest.raises(SystemExit, match="another config"):
+            F.distil(str(data), str(scratch), teachers=teachers, init=None, epochs=1, lr=3e-3,
+                     batch_size=32, threads=1, **other)
     card = load_card(F.convert_best(str(data), str(scratch), seed=1).with_suffix(".card.json"))
-    assert "--width 4 --teacher T1.keras --teacher T2.keras" in card.training["recipe"]
+    assert "--width 4 --stage5 8 --teacher T1.keras --teacher T2.keras" in card.training["recipe"]
+    assert "4-8-16-32-8 channels" in card.training["method"]
     assert "trained from scratch" in card.training["method"] and card.training["distillation"]["init"] is None
 
 
-def test_cli_distillation_arguments_go_together(tmp_path: Path) -> None:
+def test_fifth_stage_adds_parameters_at_3x3_resolution() -> None:
+    pytest.importorskip("keras")
     from affectlite_convert.recipes import face as F
+
+    base, wide = F.build_model(20), F.build_model(20, stage5=256)
+    conv = wide.get_layer("s5a_conv")
+    assert tuple(conv.input.shape[1:]) == (3, 3, 160) and conv.filters == 256
+    # 3x3x160x256 kernel + BatchNorm (4 x 256) + the wider classifier (7 x (256 - 160))
+    assert wide.count_params() - base.count_params() == 9 * 160 * 256 + 4 * 256 + 7 * (256 - 160)
+    x = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype(np.float32)
+    p = wide.predict(x, verbose=0)
+    assert p.shape == (2, len(LABELS)) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="stage5 must be >= 0"):
+        F.build_model(20, stage5=-1)
+    st = {"config": {"width": 20, "stage5": 256, "epochs": 30}}
+    assert F._recipe_commands(st, 1).endswith("--width 20 --stage5 256 --epochs 30")
+
+
+def test_cli_distillation_arguments_go_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from affectlite_convert.recipes import face as F
+
+    for bad, why in ((["--stage5", "-1"], "--stage5 must be >= 0"),
+                     (["--stage5", "64", "--init", "i.keras", "--teacher", "t.keras"], "drop one")):
+        with pytest.raises(SystemExit):
+            F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), *bad])
+        assert why in capsys.readouterr().err
 
     with pytest.raises(SystemExit):  # --init without a teacher
         F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--init", "i.keras"])
