@@ -134,6 +134,7 @@ def test_fifth_stage_adds_parameters_at_3x3_resolution() -> None:
     base, wide = F.build_model(20), F.build_model(20, stage5=256)
     conv = wide.get_layer("s5a_conv")
     assert tuple(conv.input.shape[1:]) == (3, 3, 160) and conv.filters == 256
+    assert F._architecture(wide) == (20, 256) and F._architecture(base) == (20, 0)  # read back for cards
     # 3x3x160x256 kernel + BatchNorm (4 x 256) + the wider classifier (7 x (256 - 160))
     assert wide.count_params() - base.count_params() == 9 * 160 * 256 + 4 * 256 + 7 * (256 - 160)
     x = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype(np.float32)
