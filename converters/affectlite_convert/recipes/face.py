@@ -33,8 +33,9 @@ Steps:
    averaging - ended at 65.2%, best epoch 65.8% amid +-0.4 epoch-to-epoch noise; from scratch, 26 epochs at
    lr 3e-3 towards the same teachers, it learned faster but ended at 65.4%: no real gain, not shipped.
    With ``--stage5 256`` - 0.83 M parameters, ~+7% latency - the same from-scratch distillation reached 65.9%
-   float / 65.8% int8 (best of 26 epochs; +0.5 over the shipped model, McNemar p ~ 0.5, and 5 more epochs
-   of fine-tuning at lr 5e-4 did not beat it): not shipped, the larger, slower file is not clearly better.)
+   float / 65.8% int8 (best of 26 epochs; +0.5 over the shipped model, McNemar p ~ 0.5; 5 more epochs of
+   distillation fine-tuning at lr 5e-4: 65.95% float / 65.7% int8): not shipped, the larger, slower file is
+   not clearly better.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
    training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
    and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
