@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -349,3 +352,31 @@ def test_face_crop_accessor_is_opt_in_in_memory_and_cleared_on_close() -> None:
     assert pipe.face_crop(99) is None
     pipe.close()
     assert pipe.face_crop(1) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> None:
+    """The real text model and fusion head are released by close(), not by garbage collection."""
+    def open_models() -> set[str]:
+        out = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if target.endswith(".tflite"):
+                    out.add(Path(target).name)
+        return out
+
+    before = open_models()
+    got: list[EmotionResult] = []
+    o = opts(**{"audio.enabled": False, "camera.enabled": False})
+    pipe = EmotionPipeline(o, on_result=got.append)
+    with pipe:
+        pipe.push_text("what a wonderful surprise, I love it")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert {"text.tflite", "fusion.tflite"} <= open_models() - before  # real models, loaded
+    assert got and got[0].text is not None
+    assert open_models() - before == set()  # closed: nothing held, though `pipe` is still referenced
+    with pytest.raises(PipelineError):
+        pipe.push_text("after close")
