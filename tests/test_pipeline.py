@@ -354,18 +354,23 @@ def test_face_crop_accessor_is_opt_in_in_memory_and_cleared_on_close() -> None:
     assert pipe.face_crop(1) is None
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def open_models() -> set[str]:
+    """Names of the .tflite files this process holds open."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.endswith(".tflite"):
+                out.add(Path(target).name)
+    return out
+
+
+needs_proc_fd = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+
+
+@needs_proc_fd
 def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> None:
     """The real text model and fusion head are released by close(), not by garbage collection."""
-    def open_models() -> set[str]:
-        out = set()
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/self/fd/{fd}")
-                if target.endswith(".tflite"):
-                    out.add(Path(target).name)
-        return out
-
     before = open_models()
     got: list[EmotionResult] = []
     o = opts(**{"audio.enabled": False, "camera.enabled": False})
@@ -380,3 +385,19 @@ def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> No
     assert open_models() - before == set()  # closed: nothing held, though `pipe` is still referenced
     with pytest.raises(PipelineError):
         pipe.push_text("after close")
+
+
+@needs_proc_fd
+def test_classifier_close_releases_its_models_and_reloads_on_the_next_call() -> None:
+    from affectlite import EmotionClassifier
+
+    before = open_models()
+    clf = EmotionClassifier()
+    crop = np.full((48, 48), 128, np.uint8)  # a face crop (FER2013-like) is classified directly
+    r1 = clf.classify(image=crop, text="I am so happy today")
+    assert {"face.tflite", "text.tflite", "fusion.tflite"} <= open_models() - before
+    clf.close()
+    assert open_models() - before == set()
+    r2 = clf.classify(image=crop, text="I am so happy today")  # models load again, same answer
+    assert r2.label == r1.label and np.allclose(r2.probabilities, r1.probabilities)
+    clf.close()

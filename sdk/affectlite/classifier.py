@@ -111,7 +111,7 @@ class EmotionClassifier:
             for m in (self._face, self._voice):
                 if m is not None and hasattr(m, "close"):
                     m.close()
-            self._face = self._voice = self._text = None
+            self._face = self._voice = self._text = self._head = None  # the fusion head's interpreter too
 
     def __enter__(self) -> EmotionClassifier:
         return self
