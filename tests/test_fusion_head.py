@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from affectlite.fusion import FusionHead, fuse_once
+from affectlite.errors import ModelError
+from affectlite.fusion import Fusion, FusionHead, fuse_once
 from affectlite.labels import LABELS
 from affectlite.options import FusionOptions
 
@@ -102,3 +103,31 @@ def test_calibrate_head_fits_on_half_the_pairs_and_checks_on_the_other(
     after = apply_temperature(z[1::2], section["temperature"], kind="logits")
     assert m["ece_after"] == pytest.approx(expected_calibration_error(after, y[1::2]), abs=1e-4)
     assert m["nll_after"] <= m["nll_before"] + 1e-3  # fitted on like data, it does not make the NLL worse
+
+
+def test_close_releases_the_head_a_fusion_loaded_itself_but_not_one_passed_in() -> None:
+    from affectlite.results import TextResult, VoiceResult
+
+    p = np.full(len(LABELS), 0.02)
+    p[LABELS.index("happy")] = 1.0 - 0.02 * (len(LABELS) - 1)
+    x = np.concatenate([p, p, p, np.ones(3)]).astype(np.float32)
+
+    own = Fusion(FusionOptions(strategy="learned"))
+    head = own.head
+    assert head is not None and abs(float(head(x).sum()) - 1.0) < 1e-6
+    own.close()
+    own.close()  # idempotent
+    with pytest.raises(ModelError, match="closed"):
+        head(x)
+    # the closed fusion still answers from one modality (no head needed) and names the problem for two
+    v = VoiceResult(tuple(float(a) for a in p), 0.9, 1_000_000_000, 2_000_000_000)
+    t = TextResult(tuple(float(a) for a in p), 5, 2_000_000_000)
+    assert own.update_voice(v, 2_000_000_000)
+    with pytest.raises(ModelError, match="closed"):
+        own.update_text(t, 2_000_000_000)
+
+    mine = FusionHead.load()
+    lent = Fusion(FusionOptions(strategy="learned"), head=mine)
+    lent.close()
+    assert abs(float(mine(x).sum()) - 1.0) < 1e-6  # the caller's head stays usable
+    mine.close()

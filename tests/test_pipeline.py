@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectlite import EmotionResult, FaceResult, PipelineOptions, SourceStatus, TextResult, VoiceResult
+from affectlite import EmotionResult, FaceResult, FusionOptions, PipelineOptions, SourceStatus, TextResult, VoiceResult
 from affectlite.errors import ModelLoadError, PipelineError, SourceError
 from affectlite.labels import LABELS
 from affectlite.pipeline import EmotionPipeline
@@ -401,3 +401,23 @@ def test_classifier_close_releases_its_models_and_reloads_on_the_next_call() -> 
     r2 = clf.classify(image=crop, text="I am so happy today")  # models load again, same answer
     assert r2.label == r1.label and np.allclose(r2.probabilities, r1.probabilities)
     clf.close()
+
+
+@needs_proc_fd
+def test_close_releases_models_that_the_app_built_and_lent_through_factories() -> None:
+    """Prebuilt text classifier and fusion (still referenced by the app): close() releases their models."""
+    from affectlite.fusion import Fusion
+    from affectlite.text import TextClassifier
+
+    before = open_models()
+    text, fusion = TextClassifier.create(), Fusion(FusionOptions(strategy="learned"))
+    got: list[EmotionResult] = []
+    o = opts(**{"audio.enabled": False, "camera.enabled": False})
+    with EmotionPipeline(o, on_result=got.append, text_classifier_factory=lambda _o: text,
+                         fusion_factory=lambda _o: fusion) as pipe:
+        pipe.push_text("what a wonderful surprise")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert got
+    assert open_models() - before == set()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from affectlite.card import card_path_for, load_card
-from affectlite.errors import InputError, ModelCardError
+from affectlite.errors import InputError, ModelCardError, ModelError
 from affectlite.labels import LABELS
 from affectlite.options import TextOptions
 from affectlite.text import (
@@ -283,3 +283,14 @@ def test_eval_cli_hook_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_text_main(argparse.Namespace(data=str(GOEMO / "dev.tsv"), model=None, limit=300)) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 300 and 0 <= out["macro_f1"] <= 1 and len(out["confusion"]) == 7
+
+
+def test_close_releases_the_model_and_later_calls_say_so() -> None:
+    clf = TextClassifier.create()
+    assert clf.classify("thank you so much, this is wonderful").label == "happy"
+    name = clf.name
+    clf.close()
+    clf.close()  # idempotent
+    assert clf.name == name
+    with pytest.raises(ModelError, match="closed"):
+        clf.classify("hello there")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import CalibrationError, ConfigError, InputError, ModelCardError, ModelLoadError
+from .errors import CalibrationError, ConfigError, InputError, ModelCardError, ModelError, ModelLoadError
 from .labels import LABELS, UNKNOWN, VALENCE_AROUSAL
 from .results import EmotionResult, FaceResult, TextResult, VoiceResult
 
@@ -363,6 +363,7 @@ class FusionHead:
     def __init__(self, model: Model) -> None:
         """Wrap a loaded fusion model (use :meth:`load`)."""
         self.model = model
+        self._closed = False
         n_in = model.card.inputs[0].shape[-1]
         if n_in != 3 * _N + 3:
             raise ModelCardError(f"{model.card.source or model.card.name}: a fusion head takes {3 * _N + 3} "
@@ -396,8 +397,19 @@ class FusionHead:
         return {m: str(v["sha256"]) for m, v in rec.items()
                 if m in MODALITIES and isinstance(v, Mapping) and isinstance(v.get("sha256"), str)}
 
+    def close(self) -> None:
+        """Release the interpreter and its model file (idempotent); later calls raise :class:`ModelError`."""
+        self._closed = True
+        self.model = None  # type: ignore[assignment]
+
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        """Fused probabilities for one :func:`head_features` vector."""
+        """Fused probabilities for one :func:`head_features` vector.
+
+        Raises:
+            ModelError: the head was closed.
+        """
+        if self._closed:
+            raise ModelError("this FusionHead is closed; load it again (FusionHead.load())")
         p = self.model.predict_proba(np.asarray(features, np.float32).reshape(1, -1))[0].astype(np.float64)
         p = np.clip(np.where(np.isfinite(p), p, 0.0), 0.0, None)
         s = float(p.sum())
@@ -656,10 +668,20 @@ class Fusion:
         """
         self.options = options
         self._cfg = _cfg(options)
-        self._head = head if head is not None or self._cfg.strategy != "learned" else FusionHead.load()
+        self._owns_head = head is None and self._cfg.strategy == "learned"
+        self._head = head if not self._owns_head else FusionHead.load()
         self._frame_size = frame_size
         self._forget_ns = max(v for v in self._cfg.max_age_ns.values())
         self.reset()
+
+    def close(self) -> None:
+        """Release the fusion head this object loaded itself (idempotent; a head passed in is the caller's).
+
+        Afterwards an update that needs the learned head raises :class:`ModelError`; ``"late"`` fusion keeps
+        working.
+        """
+        if self._owns_head and self._head is not None:
+            self._head.close()
 
     @property
     def head(self) -> FusionHead | None:

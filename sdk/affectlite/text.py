@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ModelCardError, ModelLoadError
+from .errors import InputError, ModelCardError, ModelError, ModelLoadError
 from .labels import LABELS, canonical_label, map_distribution
 from .results import TextResult, uniform_probabilities
 
@@ -459,6 +459,8 @@ class TextClassifier:
         self._labels = model.card.labels
         self._mapping = {lab: model.card.common_label(lab) for lab in self._labels}
         self._lock = threading.Lock()
+        self._closed = False
+        self._name = model.card.name
         in_shape = model.card.inputs[0].shape
         if in_shape[-1] != -1 and in_shape[-1] != featurizer.dim:
             raise ModelCardError(f"{model.card.source or model.card.name}: model input has {in_shape[-1]} "
@@ -504,7 +506,13 @@ class TextClassifier:
     @property
     def name(self) -> str:
         """The model card's name."""
-        return self.model.card.name
+        return self._name
+
+    def close(self) -> None:
+        """Release the interpreter and its model file (idempotent); later calls raise :class:`ModelError`."""
+        with self._lock:
+            self._closed = True
+            self.model = None  # type: ignore[assignment]
 
     def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         """Calibrated probabilities over :data:`affectlite.LABELS` for several texts.
@@ -515,9 +523,12 @@ class TextClassifier:
 
         Raises:
             InputError: ``texts`` is a bare string or contains a non-string.
+            ModelError: the classifier was closed.
         """
         if isinstance(texts, (str, bytes)):
             raise InputError("predict_proba() takes a sequence of strings; use classify() for one text")
+        if self._closed:
+            raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
         n = len(texts)
         out = np.tile(np.asarray(uniform_probabilities(), np.float32), (n, 1))
         n_tokens = [0] * n
@@ -536,6 +547,8 @@ class TextClassifier:
             which.append(i)
         if rows:
             with self._lock:
+                if self._closed:
+                    raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
                 p = self.model.predict_proba(np.stack(rows))
             for r, i in enumerate(which):
                 out[i] = map_distribution(self._labels, p[r], self._mapping)
