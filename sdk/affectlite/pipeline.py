@@ -75,13 +75,19 @@ class VoiceAnalyzerLike(Protocol):
 
 
 class TextClassifierLike(Protocol):
-    """What the text worker needs (:class:`affectlite.text.TextClassifier` implements it)."""
+    """What the text worker needs (:class:`affectlite.text.TextClassifier` implements it).
+
+    A ``close()`` method, if it has one, is called by :meth:`EmotionPipeline.close` (to release its model).
+    """
 
     def classify(self, text: str, timestamp_ns: int = 0) -> TextResult: ...
 
 
 class FusionLike(Protocol):
-    """What the dispatch thread needs (:class:`affectlite.fusion.Fusion` implements it)."""
+    """What the dispatch thread needs (:class:`affectlite.fusion.Fusion` implements it).
+
+    A ``close()`` method, if it has one, is called by :meth:`EmotionPipeline.close` (to release its head).
+    """
 
     def update_faces(self, faces: tuple[FaceResult, ...], frame_index: int, capture_ns: int,
                      now_ns: int) -> list[EmotionResult]: ...
