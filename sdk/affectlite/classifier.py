@@ -108,10 +108,10 @@ class EmotionClassifier:
     def close(self) -> None:
         """Release the models (idempotent)."""
         with self._lock:
-            for m in (self._face, self._voice):
+            for m in (self._face, self._voice, self._text, self._head):
                 if m is not None and hasattr(m, "close"):
                     m.close()
-            self._face = self._voice = self._text = self._head = None  # the fusion head's interpreter too
+            self._face = self._voice = self._text = self._head = None
 
     def __enter__(self) -> EmotionClassifier:
         return self

@@ -363,7 +363,6 @@ class FusionHead:
     def __init__(self, model: Model) -> None:
         """Wrap a loaded fusion model (use :meth:`load`)."""
         self.model = model
-        self._closed = False
         n_in = model.card.inputs[0].shape[-1]
         if n_in != 3 * _N + 3:
             raise ModelCardError(f"{model.card.source or model.card.name}: a fusion head takes {3 * _N + 3} "
@@ -399,7 +398,6 @@ class FusionHead:
 
     def close(self) -> None:
         """Release the interpreter and its model file (idempotent); later calls raise :class:`ModelError`."""
-        self._closed = True
         self.model = None  # type: ignore[assignment]
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
@@ -408,7 +406,7 @@ class FusionHead:
         Raises:
             ModelError: the head was closed.
         """
-        if self._closed:
+        if self.model is None:
             raise ModelError("this FusionHead is closed; load it again (FusionHead.load())")
         p = self.model.predict_proba(np.asarray(features, np.float32).reshape(1, -1))[0].astype(np.float64)
         p = np.clip(np.where(np.isfinite(p), p, 0.0), 0.0, None)

@@ -459,7 +459,6 @@ class TextClassifier:
         self._labels = model.card.labels
         self._mapping = {lab: model.card.common_label(lab) for lab in self._labels}
         self._lock = threading.Lock()
-        self._closed = False
         self._name = model.card.name
         in_shape = model.card.inputs[0].shape
         if in_shape[-1] != -1 and in_shape[-1] != featurizer.dim:
@@ -511,8 +510,11 @@ class TextClassifier:
     def close(self) -> None:
         """Release the interpreter and its model file (idempotent); later calls raise :class:`ModelError`."""
         with self._lock:
-            self._closed = True
             self.model = None  # type: ignore[assignment]
+
+    def _check_open(self) -> None:
+        if self.model is None:
+            raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
 
     def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         """Calibrated probabilities over :data:`affectlite.LABELS` for several texts.
@@ -527,8 +529,7 @@ class TextClassifier:
         """
         if isinstance(texts, (str, bytes)):
             raise InputError("predict_proba() takes a sequence of strings; use classify() for one text")
-        if self._closed:
-            raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
+        self._check_open()
         n = len(texts)
         out = np.tile(np.asarray(uniform_probabilities(), np.float32), (n, 1))
         n_tokens = [0] * n
@@ -547,8 +548,7 @@ class TextClassifier:
             which.append(i)
         if rows:
             with self._lock:
-                if self._closed:
-                    raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
+                self._check_open()
                 p = self.model.predict_proba(np.stack(rows))
             for r, i in enumerate(which):
                 out[i] = map_distribution(self._labels, p[r], self._mapping)

@@ -160,6 +160,8 @@ def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0
     from keras import layers
 
     del weight_decay
+    if stage5 < 0:
+        raise ValueError(f"stage5 must be >= 0 (0: no fifth stage), got {stage5}")
 
     def cbr(x: Any, ch: int, name: str) -> Any:
         x = layers.Conv2D(ch, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
@@ -178,8 +180,6 @@ def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0
     x = layers.MaxPooling2D(2, name="p3")(x)             # 6
     x = cbr(x, 8 * w, "s4a")
     x = cbr(x, 8 * w, "s4b")
-    if stage5 < 0:
-        raise ValueError(f"stage5 must be >= 0 (0: no fifth stage), got {stage5}")
     if stage5:
         x = layers.MaxPooling2D(2, name="p4")(x)         # 3
         x = cbr(x, stage5, "s5a")
@@ -395,7 +395,7 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
     warm = min(steps_per_epoch // 2, total_steps // 10)
 
     state_path = out / "state.json"
-    arch: dict[str, Any] = {"width": width, **({"stage5": stage5} if stage5 else {})}
+    arch = _arch_config(width, stage5)
     state: dict[str, Any] = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [], "initial_epochs": epochs,
                              "config": {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
                                         **arch}}
@@ -559,15 +559,14 @@ def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str | 
               "distil": {"init": {"path": str(init), "sha256": sha256_file(init)} if init else None,
                          "teachers": [{"path": str(t), "sha256": sha256_file(t)} for t in teachers],
                          "alpha": alpha, "temperature": temperature}}
-    if stage5 and not init:
-        config["stage5"] = stage5
+    if not init:
+        config.update(_arch_config(width, stage5))
     state_path, last = out / "state.json", out / "ckpt" / "last.keras"
     steps_per_epoch = math.ceil(len(ytr) / batch_size)
     if state_path.is_file() and last.is_file():
         state: dict[str, Any] = json.loads(state_path.read_text())
         derived = ("width", "stage5") if init else ()  # read from the --init model, not given
-        if {k: v for k, v in state["config"].items() if k not in derived} != {
-                **config, **({} if init else {"width": width})}:
+        if {k: v for k, v in state["config"].items() if k not in derived} != config:
             raise SystemExit(f"{out} holds a run with another config {state['config']}; use a new --out")
         model = keras.models.load_model(last, compile=True)
         print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
@@ -576,10 +575,7 @@ def distil(data_dir: str, out_dir: str, *, teachers: Sequence[str], init: str | 
         model = keras.models.load_model(init, compile=False) if init else build_model(width, stage5=stage5)
         total_steps = steps_per_epoch * epochs
         _compile(model, lr, total_steps, min(steps_per_epoch // 2, total_steps // 10), label_smoothing=0.0)
-        width, stage5 = _architecture(model)
-        config["width"] = width
-        if stage5:
-            config["stage5"] = stage5
+        config.update(_arch_config(*_architecture(model)))
         state = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [], "config": config}
         if init:  # the starting point, for comparison (distillation must beat it to be worth using)
             probs = model.predict(normalise(xva[..., None].astype(np.float32)), batch_size=512, verbose=0)
@@ -810,6 +806,11 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
     return dest
 
 
+def _arch_config(width: int, stage5: int) -> dict[str, int]:
+    """The architecture keys of a run's config (``stage5`` only when there is a fifth stage)."""
+    return {"width": width, **({"stage5": stage5} if stage5 else {})}
+
+
 def _architecture(model: Any) -> tuple[int, int]:
     """``(width, stage5)`` of a model built by :func:`build_model` (``stage5`` 0 when it has no fifth stage)."""
     names = {layer.name: layer for layer in model.layers}
@@ -832,15 +833,15 @@ def _model_recipe(path: str | os.PathLike[str], seed: int) -> str:
 def _recipe_commands(state: dict[str, Any], seed: int) -> str:
     cfg = state.get("config", {})
     kd = cfg.get("distil")
+    arch = f"--width {cfg.get('width', 16)}" + (f" --stage5 {cfg['stage5']}" if cfg.get("stage5") else "")
     if kd:
         teachers = " ".join(f"--teacher T{i + 1}.keras" for i in range(len(kd["teachers"])))
         return (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
                 f"--epochs {cfg.get('epochs')} --lr {cfg.get('lr')} "
-                + ("--init INIT.keras " if kd["init"] else f"--width {cfg.get('width')} "
-                   + (f"--stage5 {cfg['stage5']} " if cfg.get("stage5") else "")) + f"{teachers} "
+                + ("--init INIT.keras" if kd["init"] else arch) + f" {teachers} "
                 f"--kd-alpha {kd['alpha']} --kd-temperature {kd['temperature']}")
     base = (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
-            f"--width {cfg.get('width', 16)}" + (f" --stage5 {cfg['stage5']}" if cfg.get("stage5") else ""))
+            f"{arch}")
     changes = state.get("schedule_changes", [])
     swa_args = f" --swa-epochs {state['swa']['epochs']} --swa-lr {state['swa']['lr']}" if "swa" in state else ""
     if not changes:
