@@ -125,6 +125,20 @@ def test_recipe_trains_resumes_and_writes_an_int8_model_with_its_card(shared_dat
     assert "--width 4 --stage5 8 --teacher T1.keras --teacher T2.keras" in card.training["recipe"]
     assert "4-8-16-32-8 channels" in card.training["method"]
     assert "trained from scratch" in card.training["method"] and card.training["distillation"]["init"] is None
+    with pytest.raises(SystemExit, match="another config"):  # the family is part of the run's config
+        F.distil(str(data), str(scratch), teachers=teachers, init=None, width=4, stage5=8, arch="dsr", epochs=1,
+                 lr=3e-3, batch_size=32, threads=1)
+    # the depthwise-separable family goes through the same converter into a model the runtime runs
+    dsr = tmp_path / "kd_dsr"
+    st = F.distil(str(data), str(dsr), teachers=teachers, init=None, width=4, stage5=8, arch="dsr", epochs=1,
+                  lr=3e-3, batch_size=32, threads=1)
+    assert st["config"]["arch"] == "dsr"
+    dest = F.convert_best(str(data), str(dsr), seed=1)
+    card = load_card(dest.with_suffix(".card.json"))
+    assert "--width 4 --stage5 8 --arch dsr --teacher T1.keras" in card.training["recipe"]
+    assert "depthwise-separable" in card.training["method"] and "4-8-32-64-8 channels" in card.training["method"]
+    (p,) = FaceExpressionClassifier.create(str(dest)).classify_crops([np.full((48, 48), 128, np.uint8)])
+    assert len(p) == len(LABELS) and abs(sum(p) - 1.0) < 0.05
 
 
 def test_fifth_stage_adds_parameters_at_3x3_resolution() -> None:
@@ -134,7 +148,7 @@ def test_fifth_stage_adds_parameters_at_3x3_resolution() -> None:
     base, wide = F.build_model(20), F.build_model(20, stage5=256)
     conv = wide.get_layer("s5a_conv")
     assert tuple(conv.input.shape[1:]) == (3, 3, 160) and conv.filters == 256
-    assert F._architecture(wide) == (20, 256) and F._architecture(base) == (20, 0)  # read back for cards
+    assert F._architecture(wide) == (20, 256, "vgg") and F._architecture(base) == (20, 0, "vgg")  # for cards
     # 3x3x160x256 kernel + BatchNorm (4 x 256) + the wider classifier (7 x (256 - 160))
     assert wide.count_params() - base.count_params() == 9 * 160 * 256 + 4 * 256 + 7 * (256 - 160)
     x = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype(np.float32)
@@ -146,11 +160,49 @@ def test_fifth_stage_adds_parameters_at_3x3_resolution() -> None:
     assert F._recipe_commands(st, 1).endswith("--width 20 --stage5 256 --epochs 30")
 
 
+def test_depthwise_separable_family_is_wider_for_fewer_multiply_adds() -> None:
+    pytest.importorskip("keras")
+    from affectlite_convert.recipes import face as F
+
+    vgg, dsr = F.build_model(20), F.build_model(20, stage5=512, arch="dsr")
+    names = {layer.name for layer in dsr.layers}
+    # stages 1-2 as in vgg; 3 blocks of 160 channels at 12x12, 2 of 320 at 6x6, 1 of 512 at 3x3
+    assert {"s1a_conv", "s2a_conv", "s2b_conv"} <= names and "s3a_conv" not in names
+    assert tuple(dsr.get_layer("s3a_dw").input.shape[1:]) == (12, 12, 40)
+    assert dsr.get_layer("s3c_pw").filters == 160 and tuple(dsr.get_layer("s4b_pw").input.shape[1:3]) == (6, 6)
+    assert tuple(dsr.get_layer("s5a_dw").input.shape[1:]) == (3, 3, 320) and dsr.get_layer("s5a_pw").filters == 512
+    # residual connections exactly where the channels match
+    assert {n for n in names if n.endswith("_add")} == {"s3b_add", "s3c_add", "s4b_add"}
+    assert F._architecture(dsr) == (20, 512, "dsr")
+    assert F._arch_config(*F._architecture(dsr)) == {"width": 20, "stage5": 512, "arch": "dsr"}
+    assert F._arch_config(*F._architecture(vgg)) == {"width": 20}  # earlier runs' configs still match
+
+    def macs(model: object) -> int:
+        total = 0
+        for layer in model.layers:  # type: ignore[attr-defined]
+            if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D"):
+                h, w, c = layer.output.shape[1:]
+                k = int(np.prod(layer.kernel.shape[:-1])) if type(layer).__name__ == "Conv2D" else 9
+                total += h * w * c * k
+        return total
+
+    assert macs(dsr) < macs(vgg)
+    x = np.random.default_rng(0).normal(size=(2, 48, 48, 1)).astype(np.float32)
+    p = dsr.predict(x, verbose=0)
+    assert p.shape == (2, len(LABELS)) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="arch must be one of"):
+        F.build_model(20, arch="resnet")
+    st = {"config": {"width": 20, "stage5": 512, "arch": "dsr", "epochs": 26}}
+    assert F._recipe_commands(st, 1).endswith("--width 20 --stage5 512 --arch dsr --epochs 26")
+
+
 def test_cli_distillation_arguments_go_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from affectlite_convert.recipes import face as F
 
     for bad, why in ((["--stage5", "-1"], "--stage5 must be >= 0"),
-                     (["--stage5", "64", "--init", "i.keras", "--teacher", "t.keras"], "drop one")):
+                     (["--stage5", "64", "--init", "i.keras", "--teacher", "t.keras"], "drop one"),
+                     (["--arch", "dsr", "--init", "i.keras", "--teacher", "t.keras"], "drop one"),
+                     (["--arch", "resnet"], "invalid choice")):
         with pytest.raises(SystemExit):
             F.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), *bad])
         assert why in capsys.readouterr().err
