@@ -35,7 +35,11 @@ Steps:
    With ``--stage5 256`` - 0.83 M parameters, ~+7% latency - the same from-scratch distillation reached 65.9%
    float / 65.8% int8 (best of 26 epochs; +0.5 over the shipped model, McNemar p ~ 0.5; 5 more epochs of
    distillation fine-tuning at lr 5e-4: 65.95% float / 65.7% int8): not shipped, the larger, slower file is
-   not clearly better.)
+   not clearly better. ``--arch dsr --stage5 512`` - depthwise-separable residual blocks with twice the
+   channels in stages 3-4, 0.42 M parameters, ~27 M multiply-adds, int8 1.31 ms against 1.53 ms for the
+   5-stage model in the converter's measurement - with the same distillation: it fitted more slowly (training
+   accuracy 72% against 76% at the end) and reached 64.75% float / 64.3% int8 (507 KB): 1 point below the
+   shipped model (McNemar p ~ 0.13), not shipped.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
    training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
    and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
