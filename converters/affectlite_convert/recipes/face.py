@@ -69,8 +69,10 @@ from affectlite.labels import LABELS, canonical_label
 __all__ = ["IMAGE_SIZE", "PREPROCESSING", "build_model", "load_split", "main", "train"]
 
 IMAGE_SIZE = 48
+#: Channels of stages 1-4 of each architecture family of :func:`build_model`, in multiples of ``width``.
+_STAGE_WIDTHS = {"vgg": (1, 2, 4, 8), "dsr": (1, 2, 8, 16)}
 #: Architecture families of :func:`build_model`.
-ARCHS = ("vgg", "dsr")
+ARCHS = tuple(_STAGE_WIDTHS)
 #: Mean and standard deviation of the FER2013 training pixels after scaling to [0, 1].
 PIX_MEAN = 0.5077
 PIX_STD = 0.2550
@@ -194,6 +196,7 @@ def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0
 
     inp = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
     w = width
+    c3, c4 = (m * w for m in _STAGE_WIDTHS[arch][2:])
     x = cbr(inp, w, "s1a")                               # 48x48
     x = layers.MaxPooling2D(2, name="p1")(x)             # 24
     x = cbr(x, 2 * w, "s2a")
@@ -201,19 +204,19 @@ def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0
     x = layers.MaxPooling2D(2, name="p2")(x)             # 12
     if arch == "dsr":
         for k in "abc":
-            x = dsr(x, 8 * w, f"s3{k}")
+            x = dsr(x, c3, f"s3{k}")
         x = layers.MaxPooling2D(2, name="p3")(x)         # 6
         for k in "ab":
-            x = dsr(x, 16 * w, f"s4{k}")
+            x = dsr(x, c4, f"s4{k}")
         if stage5:
             x = layers.MaxPooling2D(2, name="p4")(x)     # 3
             x = dsr(x, stage5, "s5a")
     else:
-        x = cbr(x, 4 * w, "s3a")
-        x = cbr(x, 4 * w, "s3b")
+        x = cbr(x, c3, "s3a")
+        x = cbr(x, c3, "s3b")
         x = layers.MaxPooling2D(2, name="p3")(x)         # 6
-        x = cbr(x, 8 * w, "s4a")
-        x = cbr(x, 8 * w, "s4b")
+        x = cbr(x, c4, "s4a")
+        x = cbr(x, c4, "s4b")
         if stage5:
             x = layers.MaxPooling2D(2, name="p4")(x)     # 3
             x = cbr(x, stage5, "s5a")
@@ -780,8 +783,7 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
     family = ("VGG-style CNN" if arch == "vgg" else
               "CNN: two plain 3x3 stages, then depthwise-separable residual blocks (3 at 12x12, 2 at 6x6"
               + (", 1 at 3x3)" if stage5 else ")"))
-    mult = (1, 2, 4, 8) if arch == "vgg" else (1, 2, 8, 16)
-    channels = "-".join(str(width * m) for m in mult) + (f"-{stage5}" if stage5 else "")
+    channels = "-".join(str(width * m) for m in _STAGE_WIDTHS[arch]) + (f"-{stage5}" if stage5 else "")
     kd = state.get("config", {}).get("distil")
     method = (f"{family} {channels} channels, {model.count_params() / 1e6:.2f} M parameters; augmentation "
               "flip/rotate/zoom/shift/brightness/contrast; sqrt inverse-frequency class weights; "
