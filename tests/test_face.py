@@ -211,3 +211,27 @@ def test_flip_tta_averages_the_mirrored_crop(astronaut: np.ndarray) -> None:
     (pm,) = plain.classify_crops([np.ascontiguousarray(crop[:, ::-1])])
     (pt,) = tta.classify_crops([crop])
     np.testing.assert_allclose(pt, (np.asarray(p) + np.asarray(pm)) / 2, atol=1e-6)
+    # the profile option reaches the analyzer's classifier: same averaged result through FaceAnalyzer
+    assert not FaceAnalyzer(FaceOptions()).classifier.flip_tta
+    fa = FaceAnalyzer(FaceOptions(flip_tta=True))
+    assert fa.classifier.flip_tta
+    np.testing.assert_allclose(fa.classifier.classify_crops([crop])[0], pt, atol=1e-6)
+
+
+def test_eval_cli_flip_tta(tmp_path: Path, astronaut: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:
+    """``affectlite eval face --flip-tta`` evaluates with mirror averaging; other modalities refuse the flag."""
+    cv2 = pytest.importorskip("cv2")
+    from affectlite.cli import main
+
+    d = tmp_path / "happy"
+    d.mkdir()
+    crop = astronaut[60:170, 170:280]
+    cv2.imwrite(str(d / "a.png"), crop[:, :, ::-1])
+    cv2.imwrite(str(d / "b.png"), np.ascontiguousarray(crop[:, ::-1, ::-1]))
+    assert main(["eval", "face", "--data", str(tmp_path), "--flip-tta"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # a crop and its mirror image get the same averaged prediction
+    cm = np.asarray(out["confusion_matrix"])
+    assert out["n"] == 2 and int(cm[LABELS.index("happy")].max()) == 2
+    assert main(["eval", "voice", "--data", str(tmp_path), "--flip-tta"]) == 2
+    assert "use it with 'affectlite eval face'" in capsys.readouterr().err

@@ -257,6 +257,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.flip_tta and args.modality != "face":
+        raise ConfigError(f"--flip-tta mirrors images: use it with 'affectlite eval face', not {args.modality}")
     mod = importlib.import_module(f"affectlite.{args.modality}")
     fn = getattr(mod, f"eval_{args.modality}_main")
     return int(fn(args))
@@ -312,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="folder of labelled images/audio, or a GoEmotions TSV")
     e.add_argument("--model", default=None, help="model .tflite (default: the shipped one)")
     e.add_argument("--limit", type=int, default=None, help="evaluate at most N samples")
+    e.add_argument("--flip-tta", action="store_true",
+                   help="face only: also classify each mirrored image and average (twice the model time)")
     e.set_defaults(func=_cmd_eval)
 
     if importlib.util.find_spec("affectlite.bench") is not None:
