@@ -39,7 +39,11 @@ Steps:
    channels in stages 3-4, 0.42 M parameters, ~27 M multiply-adds, int8 1.31 ms against 1.53 ms for the
    5-stage model in the converter's measurement - with the same distillation: it fitted more slowly (training
    accuracy 72% against 76% at the end) and reached 64.75% float / 64.3% int8 (507 KB): 1 point below the
-   shipped model (McNemar p ~ 0.13), not shipped.)
+   shipped model (McNemar p ~ 0.13), not shipped. A second generation of distillation - the 5-stage student
+   (``--stage5 256``, 24 epochs) towards every distinct run of ours at >= 65% (9 models, including the
+   distilled students; 67.1% on public_test together with mirror averaging) - followed a slightly higher
+   curve mid-run but ended at the same level: best 65.4% float, mirror averaging 65.1%, weights of epochs
+   19-24 averaged 65.2%; not converted.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
    training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
    and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
