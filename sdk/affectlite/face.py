@@ -122,11 +122,10 @@ class FaceExpressionClassifier:
 
     def classify_prepared(self, x: np.ndarray) -> tuple[float, ...]:
         """Classify one already-preprocessed input ``(1, H, W, C)`` float32; probabilities over LABELS."""
+        p = self.model.predict_proba(x)[0]
         if self.flip_tta:
-            both = np.concatenate([x, x[:, :, ::-1, :]], axis=0)
-            p = np.stack([self.model.predict_proba(both[i:i + 1])[0] for i in range(2)]).mean(axis=0)
-            return self._common(p)
-        return self._common(self.model.predict_proba(x)[0])
+            p = (p + self.model.predict_proba(x[:, :, ::-1, :])[0]) / 2
+        return self._common(p)
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> list[tuple[float, ...]]:
         """Expression probabilities for face crops.

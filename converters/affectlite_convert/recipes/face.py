@@ -206,24 +206,15 @@ def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0
     x = cbr(x, 2 * w, "s2a")
     x = cbr(x, 2 * w, "s2b")
     x = layers.MaxPooling2D(2, name="p2")(x)             # 12
-    if arch == "dsr":
-        for k in "abc":
-            x = dsr(x, c3, f"s3{k}")
-        x = layers.MaxPooling2D(2, name="p3")(x)         # 6
-        for k in "ab":
-            x = dsr(x, c4, f"s4{k}")
-        if stage5:
-            x = layers.MaxPooling2D(2, name="p4")(x)     # 3
-            x = dsr(x, stage5, "s5a")
-    else:
-        x = cbr(x, c3, "s3a")
-        x = cbr(x, c3, "s3b")
-        x = layers.MaxPooling2D(2, name="p3")(x)         # 6
-        x = cbr(x, c4, "s4a")
-        x = cbr(x, c4, "s4b")
-        if stage5:
-            x = layers.MaxPooling2D(2, name="p4")(x)     # 3
-            x = cbr(x, stage5, "s5a")
+    block, (n3, n4) = (dsr, (3, 2)) if arch == "dsr" else (cbr, (2, 2))  # blocks per stage at 12x12, 6x6
+    for k in "abc"[:n3]:
+        x = block(x, c3, f"s3{k}")
+    x = layers.MaxPooling2D(2, name="p3")(x)             # 6
+    for k in "abc"[:n4]:
+        x = block(x, c4, f"s4{k}")
+    if stage5:
+        x = layers.MaxPooling2D(2, name="p4")(x)         # 3
+        x = block(x, stage5, "s5a")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="drop")(x)
     x = layers.Dense(len(LABELS), name="logits")(x)
