@@ -16,15 +16,21 @@ Late fusion (``FusionOptions.strategy = "late"``), per result:
    renormalised over those present, plus a small uniform prior of weight :data:`PRIOR_WEIGHT`:
    ``log p ∝ Σ_m ŵ_m log p_m``, ``ŵ_m = w_m / (Σ_k w_k + PRIOR_WEIGHT)``. A missing or stale modality simply
    drops out; weak or old evidence alone gives a flatter (less confident) result, not a forced one.
-4. Temporal smoothing per face track (``"ema"``, ``"hmm"`` forward filter, or ``"none"``).
-5. Valence/arousal = the probability-weighted mean of :data:`~affectlite.labels.VALENCE_AROUSAL`; label
+4. The conflict rule (:func:`limit_to_evidence`): when two or more modalities contribute and their top
+   labels are not all the same, no label's fused probability may exceed the largest probability a
+   contributing modality gives it; the excess is moved to the labels still under their cap. Disagreement
+   is never turned into certainty (agreeing modalities may still reinforce each other).
+5. Temporal smoothing per face track (``"ema"``, ``"hmm"`` forward filter, or ``"none"``), followed by the
+   conflict rule again against the modalities of the moment (the smoothed value, capped, is the state kept),
+   so a filter that multiplies evidence cannot push a label back over its cap.
+6. Valence/arousal = the probability-weighted mean of :data:`~affectlite.labels.VALENCE_AROUSAL`; label
    ``"unknown"`` when the top probability is under ``unknown_threshold``.
 
 ``strategy = "learned"`` replaces step 3 by an int8 fusion head (``models/fusion.tflite``, task
 ``"fusion"``) fed with :func:`head_features` (per-modality probabilities and normalised weights, zeros for a
 missing modality) whenever two or more modalities contribute; a single modality passes through step 3
-unchanged (a head trained on class-balanced pseudo-pairs would only re-weight its classes); steps 4-5 are
-the same.
+unchanged (a head trained on class-balanced pseudo-pairs would only re-weight its classes); steps 4-6 are
+the same (the conflict rule bounds the head's output too).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ __all__ = [
     "fuse_probabilities",
     "head_features",
     "head_model_mismatches",
+    "limit_to_evidence",
     "primary_face",
     "text_reliability",
     "valence_arousal",
@@ -323,6 +330,61 @@ def fuse_probabilities(probs: Mapping[str, np.ndarray], weights: Mapping[str, fl
     return fused, {m: w / total for m, w in used.items()}
 
 
+def limit_to_evidence(fused: Any, probs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The conflict rule: disagreeing modalities never yield a label more probable than any of them says.
+
+    When two or more modalities contribute and their top labels (``argmax``; a tie goes to the first label in
+    :data:`LABELS` order, as in :attr:`FaceResult.label`) are not all the same, each label's fused
+    probability ``q_l`` is capped at ``u_l = max_m p_m[l]``, the largest probability a contributing modality
+    gives it. The excess ``E = Σ_l max(q_l - u_l, 0)`` is handed to the labels under their cap in proportion
+    to their room ``u_l - min(q_l, u_l)``. Every ``p_m`` sums to 1, so ``Σ u >= 1`` and the room ``R`` is at
+    least ``E``: one step is exact (each label receives ``E * room_l / R <= room_l``), the result sums to 1
+    and stays within the caps up to rounding. Agreeing modalities may still reinforce each other (no cap),
+    and a single modality is passed through.
+
+    Args:
+        fused: Fused probabilities over :data:`LABELS` (sum 1).
+        probs: Modality -> probabilities of the modalities that contributed to ``fused`` (weight > 0),
+            already sanitised (finite, non-negative).
+
+    Returns:
+        The capped probabilities (``float64``, sum 1), or ``fused`` itself as a ``float64`` vector when the
+        top labels agree, fewer than two modalities contributed, or no label is over its cap.
+
+    Raises:
+        InputError: a vector does not have one value per label.
+    """
+    q = np.asarray(fused, dtype=np.float64).reshape(-1)
+    if q.shape[0] != _N:
+        raise InputError(f"fused probabilities must have {_N} values, got {q.shape[0]}")
+    if len(probs) < 2:
+        return q
+    rows = []
+    for m, p in probs.items():
+        arr = np.asarray(p, dtype=np.float64).reshape(-1)
+        if arr.shape[0] != _N:
+            raise InputError(f"{m} probabilities must have {_N} values, got {arr.shape[0]}")
+        s = float(arr.sum())
+        rows.append(arr / s if s > 0 else np.full(_N, 1.0 / _N))
+    if len({int(np.argmax(r)) for r in rows}) < 2:
+        return q
+    total = float(q.sum())
+    if not (total > 0 and math.isfinite(total)):
+        return q
+    cap = np.max(np.stack(rows), axis=0)
+    if np.all(q / total <= cap):
+        return q
+    q = q / total
+    excess = float(np.clip(q - cap, 0.0, None).sum())
+    out = np.minimum(q, cap)
+    room = cap - out
+    r = float(room.sum())
+    if r <= 0.0:  # only by rounding: sum(cap) >= 1 guarantees room for the excess
+        return np.asarray(cap / cap.sum(), dtype=np.float64)
+    out = out + excess * (room / r)
+    return np.asarray(out, dtype=np.float64)
+
+
 def _decay(age_ns: int, half_life_s: float) -> float:
     age_s = max(age_ns, 0) / 1e9
     return float(0.5 ** (age_s / half_life_s)) if half_life_s > 0 else 1.0
@@ -524,7 +586,12 @@ def _pool(cfg: _Cfg, probs: dict[str, np.ndarray], weights: dict[str, float],
     fused, mw = fuse_probabilities(probs, weights)
     if cfg.strategy == "learned" and head is not None and len(mw) >= 2:
         fused = head(head_features({m: probs.get(m) for m in MODALITIES}, weights))
-    return fused, mw
+    return limit_to_evidence(fused, _contributing(probs, mw)), mw
+
+
+def _contributing(probs: Mapping[str, np.ndarray], mw: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """The probabilities of the modalities that contributed (the keys of the pool's modality weights)."""
+    return {m: probs[m] for m in mw if m in probs}
 
 
 def fuse_once(face_probs: Sequence[float] | np.ndarray | None = None,
@@ -790,7 +857,7 @@ class Fusion:
                 if not mw:
                     out.append(EmotionResult.empty(self._frame_ns, now_ns, self._frame_index))
                     continue
-                fused = self._smooth_update(f.track_id, fused, now_ns)
+                fused = self._smooth_update(f.track_id, fused, now_ns, _contributing(probs, mw))
                 out.append(_result(fused, mw, self._cfg.threshold, faces=faces_now, voice=voice_used,
                                    text=text_used, track_id=f.track_id, capture_ns=max(newest, self._frame_ns),
                                    result_ns=now_ns, frame_index=self._frame_index))
@@ -799,11 +866,14 @@ class Fusion:
         fused, mw = _pool(self._cfg, shared_p, shared_w, self._head)
         if not mw:
             return [EmotionResult.empty(capture_ns=newest, result_ns=now_ns)]
-        fused = self._smooth_update(_NO_TRACK, fused, now_ns)
+        fused = self._smooth_update(_NO_TRACK, fused, now_ns, _contributing(shared_p, mw))
         return [_result(fused, mw, self._cfg.threshold, voice=voice_used, text=text_used, track_id=None,
                         capture_ns=newest, result_ns=now_ns, frame_index=-1)]
 
-    def _smooth_update(self, key: int, fused: np.ndarray, now_ns: int) -> np.ndarray:
+    def _smooth_update(self, key: int, fused: np.ndarray, now_ns: int,
+                       evidence: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Smooth ``fused`` with the track's state, then apply the conflict rule against ``evidence`` (the
+        modalities that contributed now); the capped value is the new state."""
         if self._cfg.smoothing == "none":
             return fused
         prev = self._smooth.get(key)
@@ -817,6 +887,7 @@ class Fusion:
             new = predicted * np.clip(fused, _EPS, 1.0)
         s = float(new.sum())
         new = new / s if s > 0 and math.isfinite(s) else fused
+        new = limit_to_evidence(new, evidence)
         self._smooth[key] = _Smooth(new, now_ns)
         return new
 
