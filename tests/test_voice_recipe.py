@@ -1,4 +1,4 @@
-"""The voice training recipe: RAVDESS parsing, leave-actors-out folds, augmentation shapes, CV summary."""
+"""The voice training recipe: corpora, speaker folds, validation runs, microphone simulation, weights, summary."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from affectlite import audio_features as af
 from affectlite.labels import LABELS
+from affectlite.speech_corpora import SpeechFile
 from affectlite_convert.recipes import voice as recipe
 
 
@@ -36,16 +37,17 @@ def test_list_ravdess_maps_labels_and_actors(tmp_path: Path) -> None:
     assert recipe.main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--stage", "cv"]) == 2
 
 
-def test_epoch_batch_shapes_labels_and_normalisation() -> None:
+def test_epoch_batch_shapes_labels_weights_and_normalisation() -> None:
     rng = np.random.default_rng(0)
     T = af.n_frames(af.window_samples(recipe.SPEC), recipe.SPEC)
     feats = [[(rng.standard_normal((T + 40 + i, 64)) - 8).astype(np.float32) for i in range(6)]
-             for _ in recipe.SPEEDS]
+             for _ in recipe.VARIANTS]
     y = np.array([0, 1, 2, 3, 4, 5])
-    X, Y, W = recipe._epoch_data(rng, feats, np.arange(6), y, recipe._noise_shape(), np.ones(7, np.float32))
+    w = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 2.0], np.float32)
+    X, Y, W = recipe._epoch_data(rng, feats, np.arange(6), y, recipe._noise_shape(), w)
     assert X.shape == (6, T, 64, 1) and X.dtype == np.float32
     assert np.allclose(Y.sum(axis=1), 1.0) and (Y >= 0).all()
-    assert np.allclose(W, 1.0)
+    assert ((W >= 1.0 - 1e-6) & (W <= 2.0 + 1e-6)).all()  # mixup mixes the weights of the two clips
     assert np.isfinite(X).all() and abs(float(X.mean())) < 0.5
     # calibration windows are plain normalised crops (no augmentation)
     cal = recipe._calibration_windows(feats[0], np.arange(6), 4, 1)
@@ -53,25 +55,98 @@ def test_epoch_batch_shapes_labels_and_normalisation() -> None:
     assert np.allclose(cal.reshape(4, -1).mean(axis=1), 0.0, atol=1e-4)
 
 
-def test_cv_summary_pools_out_of_fold_predictions(tmp_path: Path) -> None:
-    y = np.array([0, 1, 2, 0, 1, 2])
+def _items() -> list[SpeechFile]:
+    out = []
+    for a in range(1, 11):  # 10 RAVDESS actors, odd = male
+        for e in ("01", "03", "05"):
+            out.append(SpeechFile(Path(f"03-01-{e}-01-01-01-{a:02d}.flac"), "neutral", "ravdess", f"ravdess:{a:02d}",
+                                  "m" if a % 2 else "f"))
+    for spk in ("OAF", "YAF"):
+        for w in ("back", "bar", "base", "bath"):
+            out.append(SpeechFile(Path(f"{spk}_{w}_angry.ogg"), "angry", "tess", f"tess:{spk}", "f"))
+    return out
+
+
+def test_speaker_folds_are_gender_balanced_and_one_per_speaker_when_few() -> None:
+    spk = {f"r:{a}": ("m" if a % 2 else "f") for a in range(1, 21)}
+    folds = recipe.make_speaker_folds(spk, 5)
+    assert len(folds) == 5 and sorted(s for f in folds for s in f) == sorted(spk)
+    assert all(sum(spk[s] == "m" for s in f) == 2 and len(f) == 4 for f in folds)
+    assert recipe.make_speaker_folds({"tess:OAF": "f", "tess:YAF": "f"}, 5) == [["tess:OAF"], ["tess:YAF"]]
+
+
+def test_validation_runs_hold_out_speakers_and_corpora() -> None:
+    items = _items()
+    runs = recipe.plan_runs(items, k=5)
+    assert sorted(n for n in runs if n.startswith("loco")) == ["loco:ravdess", "loco:tess"]
+    assert len([n for n in runs if n.startswith("lso:ravdess")]) == 5
+    assert len([n for n in runs if n.startswith("lso:tess")]) == 2
+    for name, r in runs.items():
+        tr, val = set(r["train"].tolist()), set(r["val"].tolist())
+        assert not tr & val and tr | val == set(range(len(items))), name
+        val_spk = {items[i].speaker for i in val}
+        assert not val_spk & {items[i].speaker for i in tr}, name  # no speaker on both sides
+        if r["kind"] == "loco":
+            assert {items[i].corpus for i in val} == {r["corpus"]}
+            assert r["corpus"] not in {items[i].corpus for i in tr}
+        else:  # leave-speakers-out trains on the other corpora too
+            assert {items[i].corpus for i in tr} == {"ravdess", "tess"}
+    lso0 = runs["lso:ravdess:0"]
+    assert sorted({items[i].gender for i in lso0["val"]}) == ["f", "m"]
+    assert recipe.plan_runs(items, which="loco").keys() == {"loco:ravdess", "loco:tess"}
+
+
+def test_balanced_weights_give_every_corpus_the_same_total_and_balance_classes() -> None:
+    y = np.array([0] * 30 + [1] * 10 + [0] * 4 + [2] * 4)
+    g = np.array(["a"] * 40 + ["b"] * 8)
+    idx = np.arange(48)
+    w = recipe.balanced_weights(y, g, idx)
+    assert w[g == "a"].sum() == pytest.approx(w[g == "b"].sum())
+    assert w[:30].sum() == pytest.approx(w[30:40].sum())  # classes within a corpus
+    assert w.mean() == pytest.approx(1.0)
+    part = recipe.balanced_weights(y, g, np.arange(40))
+    assert (part[40:] == 0).all() and part[:40].mean() == pytest.approx(1.0)
+
+
+def test_simulated_microphone_degrades_deterministically_and_stays_valid() -> None:
+    t = np.arange(32000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    seen: set[str] = set()
+    for seed in range(12):
+        y1, s1 = recipe.simulate_microphone(x, np.random.default_rng(seed))
+        y2, s2 = recipe.simulate_microphone(x, np.random.default_rng(seed))
+        assert s1 == s2 and np.array_equal(y1, y2)
+        assert y1.shape == x.shape and y1.dtype == np.float32 and np.isfinite(y1).all()
+        assert np.abs(y1).max() <= 1.0 and not np.allclose(y1, x)
+        seen.update(step.split()[0] for step in s1)
+    assert {"reverb", "band", "clip"} <= seen  # the chain really varies
+
+
+def test_validation_summary_tables_and_temperature(tmp_path: Path) -> None:
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
     eye = np.eye(len(LABELS))
-    folds = [
-        {"actors": [1, 2], "val_idx": [0, 1, 2], "history": [{"epoch": 5, "val_uar": 0.5}],
-         "probs_float": eye[[0, 1, 2]].tolist(), "probs_int8": eye[[0, 1, 1]].tolist(),
-         "float": {"uar": 1.0, "accuracy": 1.0}, "int8": {"uar": 2 / 3, "accuracy": 2 / 3}},
-        {"actors": [3, 4], "val_idx": [3, 4, 5], "history": [{"epoch": 5, "val_uar": 0.7}],
-         "probs_float": eye[[0, 2, 2]].tolist(), "probs_int8": eye[[0, 2, 2]].tolist(),
-         "float": {"uar": 2 / 3, "accuracy": 2 / 3}, "int8": {"uar": 2 / 3, "accuracy": 2 / 3}},
-    ]
+    cfg = {"epochs": 2}
+
+    def run(kind: str, corpus: str, idx: list[int], pred: list[int]) -> dict[str, object]:
+        p = (0.7 * eye[pred] + 0.3 / len(LABELS)).tolist()
+        m = recipe._metrics(y[idx], np.array(pred))
+        return {"kind": kind, "corpus": corpus, "held": [corpus], "val_idx": idx, "probs_float": p,
+                "probs_int8": p, "float": m, "int8": m, "train_s": 1.0}
+
+    done = {"lso:a:0": run("lso", "a", [0, 1, 2], [0, 1, 2]), "lso:a:1": run("lso", "a", [3, 4, 5], [0, 2, 2]),
+            "loco:a": run("loco", "a", [0, 1, 2, 3, 4, 5], [0, 1, 1, 0, 0, 2]),
+            "loco:b": run("loco", "b", [6, 7], [0, 0])}
     (tmp_path / "cv").mkdir()
-    rep = recipe.summarise_cv(folds, y, tmp_path)
-    assert rep["float"]["uar_mean_over_folds"] == pytest.approx(5 / 6)
-    assert rep["float"]["pooled"]["uar"] == pytest.approx((1 + 0.5 + 1) / 3)
-    assert rep["int8"]["pooled"]["per_class_recall"]["sad"] == pytest.approx(0.5)
-    assert rep["val_uar_curve"] == {"5": pytest.approx(0.6)}
-    assert (tmp_path / "cv" / "report.json").is_file()
-    m = recipe._cv_metrics(rep)
-    assert "leave-actors-out" in m["split"] and m["int8"]["uar"] == pytest.approx(2 / 3)
-    lims = recipe._limitations(["x"], rep)
-    assert lims[0] == "x" and lims[1].startswith(recipe._WEAK)
+    rep = recipe.summarise(done, y, tmp_path, cfg)
+    lso = rep["leave_speakers_out"]["a"]
+    assert lso["int8"]["uar_pooled"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert lso["int8"]["uar_min"] == pytest.approx(2 / 3) and lso["int8"]["uar_max"] == pytest.approx(1.0)
+    assert rep["leave_one_corpus_out"]["b"]["int8"]["uar_pooled"] == pytest.approx(0.5)
+    assert rep["leave_one_corpus_out_mean_uar"]["int8"] == pytest.approx(
+        (rep["leave_one_corpus_out"]["a"]["int8"]["uar_pooled"] + 0.5) / 2)
+    assert rep["temperature"] > 0 and "leave-one-corpus-out" in rep["temperature_fitted_on"]
+    md = (tmp_path / "cv" / "report.md").read_text()
+    assert "| a | leave-speakers-out |" in md and "| b | leave-one-corpus-out |" in md
+    m = recipe._card_metrics(rep)
+    assert m["int8"]["uar"] == pytest.approx(rep["leave_speakers_out_mean_uar"]["int8"])
+    assert recipe._weakest(rep)[0].startswith("Weakest classes, a leave-speakers-out")

@@ -9,8 +9,9 @@ Late fusion (``FusionOptions.strategy = "late"``), per result:
    its model (temperature fitted on validation data with :func:`fit_temperature`, stored in the card).
 2. Each gets a weight ``w_m = base_weight[m] * reliability_m * 0.5 ** (age / half_life[m])``, where the
    reliability is the face's detection score times a face-size factor (:func:`face_reliability`), the
-   voice-activity confidence of the audio window (:func:`voice_reliability`), or a saturating function of
-   the text's token count (:func:`text_reliability`). Evidence older than ``max_age_s[m]`` is stale and
+   voice result's reliability (voice activity x SNR x clipping x speech length x distance of its features
+   from the training data, :func:`voice_reliability`), or a saturating function of the text's token count
+   (:func:`text_reliability`). Evidence older than ``max_age_s[m]`` is stale and
    left out.
 3. A weighted geometric pool (log-linear opinion pool) over the modalities present, with the weights
    renormalised over those present, plus a small uniform prior of weight :data:`PRIOR_WEIGHT`:
@@ -253,7 +254,11 @@ def face_reliability(face: FaceResult) -> float:
 
 
 def voice_reliability(voice: VoiceResult) -> float:
-    """Reliability of a voice window: its voice-activity confidence (0..1)."""
+    """Reliability of a voice estimate (0..1): its :attr:`~affectlite.results.VoiceResult.reliability` (voice
+    activity x SNR x clipping x speech length x distance from the training data, see
+    :func:`affectlite.voice.voice_quality`), or the voice-activity confidence for a result built without one."""
+    if voice.reliability is not None:
+        return _clip01(voice.reliability)
     return _clip01(voice.voice_activity)
 
 

@@ -108,6 +108,15 @@ class VoiceResult(_Scored):
         end_ns: Capture time just after the window's last sample.
         utterance_id: Counter of speech segments; windows of one segment share it.
         is_final: True for the aggregated result emitted when a speech segment ends.
+        reliability: How far this estimate can be trusted (0..1): the voice activity times factors for
+            the signal-to-noise ratio, clipping, the length of speech and how far the features are from
+            the model's training data (see :func:`affectlite.voice.voice_quality`). Fusion uses it as the
+            voice's weight. ``None`` (results built by hand): the voice activity stands in.
+        snr_db: Estimated signal-to-noise ratio of the audio (dB), ``None`` when not measured.
+        clipped_fraction: Fraction of samples at full scale (0..1), ``None`` when not measured.
+        speech_s: Seconds of speech the estimate rests on, ``None`` when not measured.
+        feature_distance: Distance of the features from the training data (1 ~ typical of training, larger
+            is further), ``None`` when the model card has no feature statistics.
     """
 
     probabilities: tuple[float, ...]
@@ -116,6 +125,11 @@ class VoiceResult(_Scored):
     end_ns: int
     utterance_id: int = 0
     is_final: bool = False
+    reliability: float | None = None
+    snr_db: float | None = None
+    clipped_fraction: float | None = None
+    speech_s: float | None = None
+    feature_distance: float | None = None
     label: str = field(init=False)
     confidence: float = field(init=False)
 

@@ -21,31 +21,34 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from . import audio_features as af
 from .card import ModelCard
 from .errors import ConfigError, InputError, ModelCardError, ModelLoadError
-from .labels import LABELS, canonical_label, map_distribution
+from .labels import LABELS, map_distribution
 from .model import Model
 from .options import VoiceOptions
 from .results import VoiceResult
+from .speech_corpora import list_speech_files, parse_speech_file
 from .vad import VoiceActivityDetector, create_vad
 
 __all__ = [
     "DEFAULT_MODEL",
     "VoiceAnalyzer",
     "VoiceEmotionClassifier",
+    "VoiceQuality",
     "eval_voice_main",
     "evaluate_voice",
+    "feature_distance",
     "label_from_filename",
+    "voice_quality",
 ]
 
 #: The shipped int8 voice model (its card is ``voice.card.json`` next to it).
@@ -53,6 +56,89 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "voice.tflite"
 SAMPLE_RATE = 16000
 _NS = 1_000_000_000
 _VAD_BATCH = 8  # frames scored together when no window is due (adds at most 0.24 s to a segment's end)
+_CLIP_LEVEL = 0.985  # |sample| at or above this counts as clipped
+_SNR_FRAME = 320     # 20 ms frames for the SNR estimate
+
+
+def feature_distance(features: np.ndarray, stats: Any) -> float | None:
+    """How far one window's normalised features ``(frames, n_mels)`` are from the model's training data.
+
+    The descriptor is each mel band's mean and standard deviation over the window (``2 * n_mels`` values);
+    ``stats`` (the card's ``calibration.feature_stats``, written by the training recipe) holds their mean
+    and standard deviation over training windows. The distance is the root-mean-square z-score: about 1
+    for typical training windows (the card also stores its 50th and 95th percentiles there).
+
+    Returns:
+        The distance, or ``None`` when ``stats`` is missing or does not fit the features.
+    """
+    if not isinstance(stats, dict) or "mean" not in stats or "std" not in stats:
+        return None
+    f = np.asarray(features, np.float64)
+    f = f.reshape(f.shape[0], -1)
+    d = np.concatenate([f.mean(axis=0), f.std(axis=0)])
+    mu = np.asarray(stats["mean"], np.float64)
+    sd = np.asarray(stats["std"], np.float64)
+    if mu.shape != d.shape or sd.shape != d.shape or not np.all(sd > 0):
+        return None
+    return float(np.sqrt(np.mean(((d - mu) / sd) ** 2)))
+
+
+def _snr_db(x: np.ndarray) -> float:
+    """Signal-to-noise estimate of a stretch of audio: loud (90th percentile) vs quiet (10th percentile)
+    20 ms frame energy, in dB (0..60)."""
+    n = x.size // _SNR_FRAME
+    if n < 4:
+        return 0.0
+    e = np.mean(x[:n * _SNR_FRAME].astype(np.float64).reshape(n, _SNR_FRAME) ** 2, axis=1) + 1e-10
+    lo, hi = np.percentile(e, [10, 90])
+    return float(min(60.0, max(0.0, 10 * math.log10(hi / lo))))
+
+
+class VoiceQuality(TypedDict):
+    """The quality fields of a :class:`~affectlite.results.VoiceResult` (see :func:`voice_quality`)."""
+
+    reliability: float
+    snr_db: float
+    clipped_fraction: float
+    speech_s: float
+    feature_distance: float | None
+
+
+def voice_quality(samples: np.ndarray, voice_activity: float, speech_s: float,
+                  distance: float | None = None, distance_p95: float | None = None) -> VoiceQuality:
+    """Reliability of a voice estimate and the measurements behind it (the :class:`VoiceResult` fields).
+
+    ``reliability = voice_activity x snr x clipping x length x distance`` with:
+
+    * snr: ``clip((snr_db - 3) / 17, 0.1, 1)`` - 20 dB or more counts fully, 3 dB or less 0.1;
+    * clipping: ``clip(1 - 20 x clipped_fraction, 0.2, 1)`` - 5 % of samples at full scale gives 0.2;
+    * length: ``1 - exp(-speech_s / 0.75)`` - 0.5 s of speech 0.49, 1 s 0.74, 2 s 0.93;
+    * distance: 1 up to the training data's 95th percentile ``distance_p95``, then ``(p95 / distance)^2``.
+
+    Args:
+        samples: The audio the estimate came from (float32, 16 kHz).
+        voice_activity: Fraction of it that is speech (0..1).
+        speech_s: Seconds of speech.
+        distance: :func:`feature_distance`, or ``None``.
+        distance_p95: The card's ``feature_stats.distance_p95``, or ``None``.
+
+    Returns:
+        ``{"reliability", "snr_db", "clipped_fraction", "speech_s", "feature_distance"}``.
+    """
+    x = np.asarray(samples, np.float32)
+    snr = _snr_db(x)
+    clipped = float(np.mean(np.abs(x) >= _CLIP_LEVEL)) if x.size else 0.0
+    f_snr = min(1.0, max(0.1, (snr - 3.0) / 17.0))
+    f_clip = min(1.0, max(0.2, 1.0 - 20.0 * clipped))
+    f_len = 1.0 - math.exp(-max(0.0, speech_s) / 0.75)
+    f_dist = 1.0
+    if distance is not None and distance_p95 and distance > distance_p95:
+        f_dist = (distance_p95 / distance) ** 2
+    act = min(1.0, max(0.0, float(voice_activity)))
+    return {"reliability": round(act * f_snr * f_clip * f_len * f_dist, 4), "snr_db": round(snr, 2),
+            "clipped_fraction": round(clipped, 5), "speech_s": round(float(speech_s), 3),
+            "feature_distance": None if distance is None else round(distance, 3)}
+
 
 
 class VoiceEmotionClassifier:
@@ -84,6 +170,15 @@ class VoiceEmotionClassifier:
             raise ModelCardError(f"{where}: window_s={self.spec['window_s']} and n_mels={self.spec['n_mels']} "
                                  f"give features {list(want)}, but the model input is {list(shape)}")
         self._in_shape = (1, *shape[1:])
+        stats = self.card.calibration.get("feature_stats")
+        self.feature_stats: dict[str, Any] | None = stats if isinstance(stats, dict) else None
+        p95 = (self.feature_stats or {}).get("distance_p95")
+        self.distance_p95: float | None = float(p95) if isinstance(p95, (int, float)) and p95 > 0 else None
+
+    def feature_distance(self, feats: np.ndarray) -> float | None:
+        """:func:`feature_distance` of normalised window features against this model's training data
+        (``None`` when its card has no ``calibration.feature_stats``)."""
+        return feature_distance(feats, self.feature_stats) if self.feature_stats is not None else None
 
     @classmethod
     def create(cls, model_path: str | os.PathLike[str] | None = None, *, backend: str = "auto",
@@ -150,6 +245,12 @@ class _Segment:
     psum: np.ndarray | None = None  # running sum of weight * window probabilities (bounded memory: a
     wsum: float = 0.0               # segment can last for hours next to a radio)
     covered_to: int = 0      # end (exclusive) of the last classified window
+    n_windows: int = 0       # running sums of the windows' quality measurements
+    rel_sum: float = 0.0
+    snr_sum: float = 0.0
+    clip_sum: float = 0.0
+    dist_sum: float = 0.0
+    dist_n: int = 0
 
 
 class VoiceAnalyzer:
@@ -344,16 +445,29 @@ class VoiceAnalyzer:
         spec = self.classifier.spec
         hl = int(spec["hop_length"])
         if start >= self._buf0 and start % hl == 0 and end - start == self.window:
-            probs = self.classifier.classify_features(af.normalise(self._grid_frames(start // hl), spec))
+            feats = af.normalise(self._grid_frames(start // hl), spec)
         else:
-            probs = self.classifier.classify_window(x)
-        w = max(activity, 1e-3)
+            feats = self.classifier.features(x)
+        probs = self.classifier.classify_features(feats)
+        activity = float(min(1.0, activity))
+        q = voice_quality(x, activity, activity * self.window / SAMPLE_RATE, self.classifier.feature_distance(feats),
+                          self.classifier.distance_p95)
+        rel = q["reliability"]
+        w = max(rel, 1e-3)
         pw = np.asarray(probs, np.float64) * w
         seg.psum = pw if seg.psum is None else seg.psum + pw
         seg.wsum += w
         seg.covered_to = max(seg.covered_to, end)
-        return VoiceResult(probabilities=probs, voice_activity=float(min(1.0, activity)),
-                           start_ns=self._ns(max(start, 0)), end_ns=self._ns(end), utterance_id=seg.uid)
+        seg.n_windows += 1
+        seg.rel_sum += rel
+        seg.snr_sum += q["snr_db"]
+        seg.clip_sum += q["clipped_fraction"]
+        dist = q["feature_distance"]
+        if dist is not None:
+            seg.dist_sum += dist
+            seg.dist_n += 1
+        return VoiceResult(probabilities=probs, voice_activity=activity,
+                           start_ns=self._ns(max(start, 0)), end_ns=self._ns(end), utterance_id=seg.uid, **q)
 
     def _grid_frames(self, f0: int) -> np.ndarray:
         """Log-mel frames ``f0 .. f0 + frames_per_window`` of the stream (computing the missing ones)."""
@@ -393,9 +507,13 @@ class VoiceAnalyzer:
         p = seg.psum / seg.wsum
         p = p / p.sum()
         act = float(min(1.0, seg.speech_frames * self._fl / max(1, seg.last_speech - seg.start)))
+        k = max(1, seg.n_windows)
         out.append(VoiceResult(probabilities=tuple(float(v) for v in p), voice_activity=act,
                                start_ns=self._ns(seg.start), end_ns=self._ns(seg.last_speech),
-                               utterance_id=seg.uid, is_final=True))
+                               utterance_id=seg.uid, is_final=True, reliability=round(seg.rel_sum / k, 4),
+                               snr_db=round(seg.snr_sum / k, 2), clipped_fraction=round(seg.clip_sum / k, 5),
+                               speech_s=round(seg.speech_frames * self._fl / SAMPLE_RATE, 3),
+                               feature_distance=round(seg.dist_sum / seg.dist_n, 3) if seg.dist_n else None))
 
     # ---------------------------------------------------------------------------------------------- clip
     def classify_clip(self, samples: np.ndarray, sample_rate: int) -> VoiceResult | None:
@@ -440,15 +558,23 @@ class VoiceAnalyzer:
             sp = int(cum[f1] - cum[f0]) if f1 > f0 else 0
             candidates.append((sp, s, sp / max(1, f1 - f0)))
         chosen = [c for c in candidates if c[0] >= self._min_frames] or [max(candidates)]
+        dists = []
         for _, s, act in chosen:
-            probs.append(self.classifier.classify_window(x[s:s + self.window]))
+            feats = self.classifier.features(x[s:s + self.window])
+            probs.append(self.classifier.classify_features(feats))
             weights.append(max(act, 1e-3))
+            d = self.classifier.feature_distance(feats)
+            if d is not None:
+                dists.append(d)
         w = np.asarray(weights)[:, None]
         p = (np.asarray(probs) * w).sum(axis=0) / w.sum()
         p = p / p.sum()
+        activity = float(speech.mean())
+        q = voice_quality(x[:max(n, 1)], activity, int(speech.sum()) * self._fl / SAMPLE_RATE,
+                          float(np.mean(dists)) if dists else None, self.classifier.distance_p95)
         return VoiceResult(probabilities=tuple(float(v) for v in p),
-                           voice_activity=float(speech.mean()), start_ns=0,
-                           end_ns=int(n * _NS // SAMPLE_RATE), utterance_id=0, is_final=True)
+                           voice_activity=activity, start_ns=0,
+                           end_ns=int(n * _NS // SAMPLE_RATE), utterance_id=0, is_final=True, **q)
 
     def close(self) -> None:
         """Release the model; further calls raise :class:`~affectlite.errors.InputError`."""
@@ -459,24 +585,14 @@ class VoiceAnalyzer:
 
 # ----------------------------------------------------------------------------------------------- eval
 
-_RAVDESS = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
-_RAVDESS_EMO = {"01": "neutral", "02": "neutral", "03": "happy", "04": "sad", "05": "angry", "06": "fear",
-                "07": "disgust", "08": "surprise"}
-_CREMA = re.compile(r"^(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_([A-Z]{1,2})$")
-_CREMA_EMO = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
-_EMODB = re.compile(r"^(\d\d)([a-b])(\d\d)([WLEAFTN])([a-z])$")
-_EMODB_EMO: dict[str, str | None] = {"W": "angry", "L": None, "E": "disgust", "A": "fear", "F": "happy",
-                                     "T": "sad", "N": "neutral"}
-_AUDIO_EXT = (".wav", ".wave", ".flac")
-_SKIP = "skip"
-
-
 def label_from_filename(path: str | os.PathLike[str]) -> tuple[str | None, str]:
     """The common label of a labelled audio file, and which convention gave it.
 
-    Conventions, in order: RAVDESS (``03-01-05-02-01-02-12.wav``, third field: 01 neutral, 02 calm ->
-    neutral, 03 happy, 04 sad, 05 angry, 06 fearful -> fear, 07 disgust, 08 surprised -> surprise),
-    CREMA-D (``1001_DFA_ANG_XX.wav``: ANG DIS FEA HAP NEU SAD), EmoDB (``03a01Fa.wav``, letter 6: W anger,
+    Conventions (:mod:`affectlite.speech_corpora`, the one place the training recipe reads too), in
+    order: RAVDESS (``03-01-05-02-01-02-12.wav``, third field: 01 neutral, 02 calm -> neutral, 03 happy,
+    04 sad, 05 angry, 06 fearful -> fear, 07 disgust, 08 surprised -> surprise), TESS
+    (``OAF_back_angry.ogg``: angry disgust fear happy neutral ps -> surprise sad), CREMA-D
+    (``1001_DFA_ANG_XX.wav``: ANG DIS FEA HAP NEU SAD), EmoDB (``03a01Fa.wav``, letter 6: W anger,
     L boredom (skipped), E disgust, A fear, F happiness, T sadness, N neutral), then the name of the
     parent folder (``angry/x.wav``, synonyms such as ``happiness`` or ``fearful`` accepted).
 
@@ -484,25 +600,8 @@ def label_from_filename(path: str | os.PathLike[str]) -> tuple[str | None, str]:
         ``(label, convention)``: ``label`` is a common label, or ``None`` with convention ``"skip"``
         (a known label without counterpart, e.g. boredom or contempt) or ``"unlabelled"``.
     """
-    p = Path(path)
-    stem = p.stem
-    m = _RAVDESS.match(stem)
-    if m and m.group(3) in _RAVDESS_EMO:
-        return _RAVDESS_EMO[m.group(3)], "ravdess"
-    m = _CREMA.match(stem)
-    if m:
-        return _CREMA_EMO[m.group(3)], "crema-d"
-    m = _EMODB.match(stem)
-    if m:
-        lab = _EMODB_EMO[m.group(4)]
-        return (lab, "emodb") if lab is not None else (None, _SKIP)
-    folder = p.parent.name
-    lab = canonical_label(folder)
-    if lab is not None:
-        return lab, "folder"
-    if folder.strip().lower() in ("contempt", "boredom", "bored", "calm_skip"):
-        return None, _SKIP
-    return None, "unlabelled"
+    f = parse_speech_file(path)
+    return f.label, f.convention
 
 
 def _metrics(y: list[int], pred: list[int]) -> dict[str, Any]:
@@ -530,7 +629,7 @@ def _metrics(y: list[int], pred: list[int]) -> dict[str, Any]:
 def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str], *,
                    vad: str = "none", hop_s: float = 0.5, backend: str = "auto",
                    num_threads: int | None = 1, limit: int | None = None) -> dict[str, Any]:
-    """Evaluate a voice model on a folder of labelled audio (WAV/FLAC, any rate), clip by clip.
+    """Evaluate a voice model on a folder of labelled audio (WAV/FLAC/Ogg, any rate), clip by clip.
 
     Args:
         model_path: The model, or ``None`` for the shipped default.
@@ -545,7 +644,8 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
     Returns:
         JSON-ready dict: ``n``, ``accuracy``, ``uar``, ``macro_f1``, ``per_class_recall``,
         ``confusion_matrix`` (rows true, columns predicted, :data:`LABELS` order), ``labels``, plus
-        ``model``, ``data``, ``conventions`` (files per naming convention), ``skipped``, ``no_speech``.
+        ``model``, ``data``, ``conventions`` (files per naming convention), ``skipped``, ``no_speech``, and
+        ``per_speaker_uar`` when the file names carry speakers (RAVDESS, TESS, CREMA-D, EmoDB).
 
     Raises:
         InputError: the folder does not exist or holds no labelled audio.
@@ -553,32 +653,29 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
     root = Path(data_dir)
     if not root.is_dir():
         raise InputError(f"eval voice: {root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _AUDIO_EXT and p.is_file())
-    labelled: list[tuple[Path, int]] = []
+    parsed = list_speech_files(root, labelled_only=False)
+    labelled = [f for f in parsed if f.label is not None]
     conv: dict[str, int] = {}
-    skipped = 0
-    for f in files:
-        name, how = label_from_filename(f)
-        if name is None:
-            skipped += 1
-            continue
-        conv[how] = conv.get(how, 0) + 1
-        labelled.append((f, LABELS.index(name)))
+    for f in labelled:
+        conv[f.convention] = conv.get(f.convention, 0) + 1
+    skipped = len(parsed) - len(labelled)
     if limit is not None:
         labelled = labelled[:limit]
     if not labelled:
-        raise InputError(f"eval voice: no labelled WAV/FLAC files under {root} ({len(files)} audio files, "
-                         f"{skipped} without a usable label); use label folders (angry/, happy/, ...) or "
-                         "RAVDESS / CREMA-D / EmoDB file names")
+        raise InputError(f"eval voice: no labelled audio files (WAV/FLAC/Ogg) under {root} ({len(parsed)} audio "
+                         f"files, {skipped} without a usable label); use label folders (angry/, happy/, ...) or "
+                         "RAVDESS / TESS / CREMA-D / EmoDB file names")
     clf = VoiceEmotionClassifier.create(model_path, backend=backend, num_threads=num_threads)
     an = VoiceAnalyzer(VoiceOptions(model_path=None, window_s=clf.spec["window_s"], hop_s=hop_s, vad=vad),
                        classifier=clf)
     y: list[int] = []
     pred: list[int] = []
+    by_speaker: dict[str, tuple[list[int], list[int]]] = {}
     no_speech = 0
     try:
-        for p, lab in labelled:
-            x, rate = af.load_audio_with_rate(p)
+        for f in labelled:
+            lab = LABELS.index(str(f.label))
+            x, rate = af.load_audio_with_rate(f.path)
             r = an.classify_clip(x, rate)
             y.append(lab)
             if r is None:
@@ -586,11 +683,17 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
                 pred.append((lab + 1) % len(LABELS))  # counts as wrong
             else:
                 pred.append(int(np.argmax(r.probabilities)))
+            if f.speaker:
+                ys, ps = by_speaker.setdefault(f.speaker, ([], []))
+                ys.append(lab)
+                ps.append(pred[-1])
     finally:
         an.close()
     res = _metrics(y, pred)
     res.update({"model": clf.card.name, "model_path": str(model_path or DEFAULT_MODEL), "data": str(root),
                 "conventions": conv, "skipped": skipped, "no_speech": no_speech, "vad": vad})
+    if by_speaker:
+        res["per_speaker_uar"] = {k: round(_metrics(v[0], v[1])["uar"], 4) for k, v in sorted(by_speaker.items())}
     return res
 
 

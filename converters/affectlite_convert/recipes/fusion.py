@@ -119,31 +119,40 @@ def face_pool(fer_dir: Path, model: str | None, cache: Path, seed: int) -> Pool:
 
 
 def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cache: Path) -> Pool:
-    """Voice probabilities of RAVDESS clips: out-of-fold when the voice CV folder is given."""
+    """Voice probabilities learned trust comes from: out-of-domain when the voice validation folder is given.
+
+    With ``voice_cv`` (the voice recipe's ``OUT/cv``), ``loco_outputs.npz`` is read: every clip of every corpus
+    scored (int8, through the runtime) by the leave-one-corpus-out model that never heard its corpus, with
+    its reliability, calibrated with the shipped card's temperature (fitted on those same outputs). Halves by
+    speaker: RAVDESS actors 1, 2, 5, 6, 9, 10, 13, 14, 17, 18 and TESS's younger speaker in A, the rest in B.
+    Without it the shipped model scores the RAVDESS clips it trained on: optimistic, and the report says so.
+    """
     from affectlite.card import card_path_for, load_card
     from affectlite.fusion import apply_temperature
     from affectlite.voice import DEFAULT_MODEL
     from affectlite_convert.recipes.voice import list_ravdess
 
+    if voice_cv is not None:
+        f = voice_cv / "loco_outputs.npz"
+        if not f.is_file():
+            raise SystemExit(f"{f} is missing: run `affectlite train voice --stage cv` (with two or more corpora) "
+                             "first; it writes the leave-one-corpus-out outputs there")
+        z = np.load(f)
+        probs, y, rel = z["probs"], z["y"].astype(np.int64), z["reliability"]
+        spk = z["speaker"].astype(str)
+        half_a = np.array([s in {f"ravdess:{a:02d}" for a in (1, 2, 5, 6, 9, 10, 13, 14, 17, 18)} or s == "tess:YAF"
+                           for s in spk])
+        card = load_card(card_path_for(model or DEFAULT_MODEL))
+        probs = apply_temperature(np.clip(probs, 1e-6, 1.0), card.temperature, kind="probs")
+        corp = {c: int((z["corpus"] == c).sum()) for c in sorted(set(z["corpus"].tolist()))}
+        note = (f"{len(y)} clips ({', '.join(f'{c} {n}' for c, n in corp.items())}), int8 probabilities of the voice "
+                f"recipe's leave-one-corpus-out runs (each clip scored by a model that never heard its corpus), "
+                f"temperature {card.temperature:.3f} from the shipped card, runtime reliabilities")
+        return Pool("voice", probs, y, np.clip(rel, 0.0, 1.0), half_a, note)
     items = list_ravdess(ravdess_dir)
     y = np.asarray([it[1] for it in items])
     actors = np.asarray([it[2] for it in items])
     half_a = np.isin(actors, [1, 2, 5, 6, 9, 10, 13, 14, 17, 18])  # 5 men (odd) + 5 women (even) per half
-    if voice_cv is not None and voice_cv.is_dir():
-        probs = np.full((len(items), _N), np.nan)
-        for fj in sorted(voice_cv.glob("fold*.json")):
-            r = json.loads(fj.read_text())
-            if "probs_int8" not in r:
-                continue
-            probs[np.asarray(r["val_idx"])] = np.asarray(r["probs_int8"])
-        if np.isnan(probs).any():
-            raise SystemExit(f"{voice_cv}: the CV folds do not cover every clip with int8 probabilities; "
-                             "finish `affectlite train voice --stage cv` first")
-        card = load_card(card_path_for(model or DEFAULT_MODEL))
-        probs = apply_temperature(probs, card.temperature, kind="probs")
-        note = (f"RAVDESS actors 01-20 ({len(y)} clips), out-of-fold int8 probabilities of the voice recipe's "
-                f"leave-actors-out CV, temperature {card.temperature:.3f} from the shipped card")
-        return Pool("voice", probs, y, np.ones(len(y)), half_a, note)
     f = cache / f"voice_shipped_{_model_key(model or DEFAULT_MODEL)}.npz"
     if f.is_file():
         probs = np.load(f)["probs"]
@@ -475,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fer", required=True, help="FER2013 root (public_test/ is used)")
     p.add_argument("--ravdess", required=True, help="RAVDESS speech folder")
     p.add_argument("--goemotions", required=True, help="GoEmotions folder (dev.tsv is used)")
-    p.add_argument("--voice-cv", default=None, help="the voice recipe's OUT/cv folder (out-of-fold probabilities)")
+    p.add_argument("--voice-cv", default=None, help="the voice recipe's OUT/cv folder (its loco_outputs.npz: "
+                   "leave-one-corpus-out probabilities)")
     p.add_argument("--face-model", default=None)
     p.add_argument("--voice-model", default=None)
     p.add_argument("--text-model", default=None)

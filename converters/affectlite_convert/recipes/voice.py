@@ -1,28 +1,46 @@
-"""Recipe: the default voice emotion model, trained on RAVDESS speech (actors 01-20), int8.
+"""Recipe: the default voice emotion model, trained on every emotional-speech corpus given, int8.
 
 Reproduce with::
 
-    affectlite train voice --data ../shared/datasets/ravdess-speech-16k --out DIR
-    # or: python -m affectlite_convert.recipes.voice --data ... --out DIR
+    affectlite train voice --data ../shared/datasets/ravdess-speech-16k --data ../shared/datasets/tess-16k \\
+        --out DIR
+    # or: python -m affectlite_convert.recipes.voice --data ... --data ... --out DIR
 
-Stages (``--stage``): ``cv`` runs leave-actors-out cross-validation (5 gender-balanced folds of 4 actors,
-never a random split) and writes ``DIR/cv/report.json`` (UAR float and int8 per fold, pooled out-of-fold,
-per-class recall); ``final`` trains one model on all 20 actors for the number of epochs CV chose, quantises
-it to int8 (int8 input and output) through the converter and writes ``DIR/voice.tflite`` +
-``DIR/voice.card.json``; ``all`` (default) does both.
+Corpora are read with :mod:`affectlite.speech_corpora` (the same parsers ``affectlite eval voice`` uses):
+labels mapped to :data:`affectlite.LABELS`, speakers and genders from the file names.
 
-Features come from :mod:`affectlite.audio_features`, the same code the device runs: the log-mel of each
-clip is computed once (and at speed-perturbed copies), training crops windows out of it (identical to the
-log-mel of the cropped samples, see that module), and every window is normalised with
-:func:`affectlite.audio_features.normalise` exactly as at runtime. Out-of-fold clip predictions use the
-runtime's window placement (:func:`affectlite.audio_features.window_starts`) and average window
-probabilities, as :meth:`affectlite.voice.VoiceAnalyzer.classify_clip` does; the int8 figures run each
-fold's int8 model through the runtime classifier itself.
+Stages (``--stage``):
+
+* ``cv`` - validation that tells the truth about unseen voices, one model per run, never a random split:
+
+  - **leave-speakers-out** within each corpus (``lso:CORPUS:K``): speaker folds balanced by gender
+    (RAVDESS: 5 folds of 2 men + 2 women; TESS: one speaker per fold); the model trains on everything
+    else, other corpora included;
+  - **leave-one-corpus-out** (``loco:CORPUS``): train on all other corpora, test on the held one.
+
+  Each run's clip probabilities (float and int8, the int8 ones through the runtime's own
+  :meth:`affectlite.voice.VoiceAnalyzer.classify_clip`) go to ``DIR/cv/RUN.json``; ``DIR/cv/report.json``
+  holds the table (UAR per corpus, per-class recall, fold spread). ``--runs loco`` runs only the
+  cross-corpus runs (for comparing settings quickly).
+* ``final`` - one model on all data for the chosen epochs, int8 through the converter, with the card
+  (both validation tables, terms, weakest classes, known failure cases) and the training feature statistics
+  the runtime uses for its out-of-distribution reliability (:mod:`affectlite.voice`).
+* ``all`` (default) - both.
+
+Features come from :mod:`affectlite.audio_features`, the code the device runs. The log-mel of each clip
+is computed once per *variant* (clean; speed 0.9 / 1.1; two simulated cheap microphones and rooms, see
+:func:`simulate_microphone`) and cached; training crops 2 s windows out of it, adds mel-domain noise at
+0-30 dB SNR, gain, SpecAugment and mixup, and normalises each window with
+:func:`affectlite.audio_features.normalise` exactly as at runtime. Each corpus gets the same total
+training weight (classes balanced within it), so a corpus with many clips from few speakers does not
+drown the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import logging
 import os
@@ -37,46 +55,67 @@ import numpy as np
 from affectlite import audio_features as af
 from affectlite._io import atomic_write_text
 from affectlite.labels import LABELS
+from affectlite.speech_corpora import SpeechFile, list_speech_files
 
 log = logging.getLogger("affectlite_convert.recipes.voice")
 
-__all__ = ["LABEL_MAPPING", "RAVDESS_EMOTIONS", "list_ravdess", "main", "make_folds"]
+__all__ = ["CORPUS_INFO", "LABEL_MAPPING", "RAVDESS_EMOTIONS", "list_corpora", "list_ravdess", "main",
+           "make_folds", "make_speaker_folds", "simulate_microphone"]
 
 #: RAVDESS emotion codes (third field of the file name).
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
                     "06": "fearful", "07": "disgust", "08": "surprised"}
-#: RAVDESS label -> common label (kept in the model card).
-LABEL_MAPPING: dict[str, str | None] = {
-    "neutral": "neutral", "calm": "neutral", "happy": "happy", "sad": "sad", "angry": "angry",
-    "fearful": "fear", "disgust": "disgust", "surprised": "surprise"}
+#: Corpus labels -> common label (kept in the model card).
+LABEL_MAPPING: dict[str, dict[str, str | None]] = {
+    "ravdess": {"neutral": "neutral", "calm": "neutral", "happy": "happy", "sad": "sad", "angry": "angry",
+                "fearful": "fear", "disgust": "disgust", "surprised": "surprise"},
+    "tess": {"neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angry", "fear": "fear",
+             "disgust": "disgust", "ps (pleasant surprise)": "surprise"},
+}
+#: What the card says about each corpus (description, terms).
+CORPUS_INFO: dict[str, dict[str, str]] = {
+    "ravdess": {"data": "RAVDESS (Livingstone & Russo 2018), audio-only speech, actors 01-20 (1,200 clips, 10 "
+                        "men + 10 women, North-American English, two sentences), 16 kHz FLAC",
+                "terms": "CC BY-NC-SA 4.0 (non-commercial, share-alike)"},
+    "tess": {"data": "TESS, Toronto emotional speech set (Dupuis & Pichora-Fuller 2010), 2 women (aged 26 and "
+                     "64), 200 words in 'Say the word ...', 2,800 clips, 16 kHz Ogg/Opus 32 kbit/s",
+             "terms": "CC BY-NC-ND 4.0 (non-commercial, no derivatives of the recordings)"},
+}
+STRICTEST_TERMS = ("non-commercial use only: the strictest of the training corpora's terms applies (RAVDESS CC "
+                   "BY-NC-SA 4.0, TESS CC BY-NC-ND 4.0); do not use this model commercially without your own "
+                   "data or licence")
 
 SPEC: dict[str, Any] = dict(af.DEFAULT_SPEC)
 SPEEDS = (1.0, 0.9, 1.1)
+#: Feature variants cached per clip: (kind, parameter). Index 0 is the clean clip (evaluation, calibration).
+VARIANTS: tuple[tuple[str, float], ...] = (("speed", 1.0), ("speed", 0.9), ("speed", 1.1), ("mic", 0.0),
+                                           ("mic", 1.0))
+VARIANT_P = (0.3, 0.15, 0.15, 0.2, 0.2)
 EVAL_HOP_S = 0.5
-MODEL_NAME = "affectlite-voice-ravdess"
-#: How the shipped epoch count was chosen (leave-actors-out CV, same folds).
-EPOCHS_NOTE = ("40 epochs (cosine schedule): in CV the held-out UAR rose until the end of the 40-epoch "
-               "schedule; a 60-epoch schedule on folds 0 and 3 gave no gain (float UAR 70.5% and 50.0% vs "
-               "71.3% and 53.1% at 40), so the final model uses 40")
+MODEL_NAME = "affectlite-voice"
+#: Training settings: chosen on the leave-one-corpus-out table (see the card's training.selection).
+DEFAULTS: dict[str, Any] = {"epochs": 30, "norm": "window_meanstd", "mic_aug": True, "arch": "cnn",
+                            "width": 1.0}
 
 
 # ------------------------------------------------------------------------------------------------- data
 
+def list_corpora(data_dirs: Sequence[str | os.PathLike[str]]) -> list[SpeechFile]:
+    """Every labelled clip with a known speaker under the given corpus folders (sorted, de-duplicated)."""
+    seen: set[Path] = set()
+    out: list[SpeechFile] = []
+    for d in data_dirs:
+        for f in list_speech_files(d):
+            if f.speaker and f.path.resolve() not in seen:
+                seen.add(f.path.resolve())
+                out.append(f)
+    return out
+
+
 def list_ravdess(data_dir: str | os.PathLike[str]) -> list[tuple[Path, int, int]]:
     """All RAVDESS speech clips under ``data_dir``: ``(path, common label index, actor)``."""
-    root = Path(data_dir)
-    items: list[tuple[Path, int, int]] = []
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() not in (".wav", ".flac"):
-            continue
-        parts = p.stem.split("-")
-        if len(parts) != 7 or parts[2] not in RAVDESS_EMOTIONS:
-            continue
-        common = LABEL_MAPPING[RAVDESS_EMOTIONS[parts[2]]]
-        if common is None:
-            continue
-        items.append((p, LABELS.index(common), int(parts[6])))
-    return items
+    return [(f.path, LABELS.index(str(f.label)), int(f.speaker.split(":")[1]))
+            for f in list_speech_files(data_dir) if f.convention == "ravdess"]
 
 
 def make_folds(actors: Sequence[int], k: int = 5) -> list[list[int]]:
@@ -91,34 +130,153 @@ def make_folds(actors: Sequence[int], k: int = 5) -> list[list[int]]:
     return [sorted(f) for f in folds]
 
 
-def _cache_features(items: Sequence[tuple[Path, int, int]], cache: Path) -> list[list[np.ndarray]]:
-    """Unnormalised log-mel of each clip at each speed in :data:`SPEEDS` (cached as .npz)."""
+def make_speaker_folds(speakers: dict[str, str], k: int = 5) -> list[list[str]]:
+    """Speaker folds balanced by gender: ``speakers`` maps speaker -> ``"m"``/``"f"``/``""``.
+
+    ``min(k, number of speakers)`` folds; each gender's speakers are dealt out in sorted order in
+    contiguous blocks (the RAVDESS folds of :func:`make_folds`), so every fold gets as even a share of
+    each gender as the counts allow.
+    """
+    k = max(1, min(k, len(speakers)))
+    folds: list[list[str]] = [[] for _ in range(k)]
+    offset = 0
+    for g in sorted({v for v in speakers.values()}):
+        group = sorted(s for s, v in speakers.items() if v == g)
+        per = max(1, len(group) // k)
+        for i, s in enumerate(group):
+            folds[(offset + i // per) % k].append(s)
+        offset += -(-len(group) // per)
+    return [sorted(f) for f in folds if f]
+
+
+# ---------------------------------------------------------------------------------- microphone and room
+
+def simulate_microphone(x: np.ndarray, rng: np.random.Generator, sr: int = 16000) -> tuple[np.ndarray, list[str]]:
+    """What a cheap USB/Pi microphone in a room does to a clip: a random chain of degradations.
+
+    Each step is taken with some probability: room reverberation (synthetic exponentially decaying
+    impulse response, RT60 0.15-0.9 s, direct-to-reverberant ratio 0-12 dB), band limits (high-pass
+    80-400 Hz, low-pass 2.8-7.5 kHz), gain and slow automatic gain control, clipping, low-bit or
+    mu-law-companded quantisation, and a real lossy codec (Ogg/Opus at 12-32 kbit/s through soundfile,
+    when its libsndfile can write Opus). Additive background noise is applied later, per training window,
+    in the mel domain.
+
+    Returns:
+        ``(degraded float32 samples in [-1, 1], names of the steps applied)``.
+    """
+    from scipy import signal
+
+    y = np.asarray(x, np.float64)
+    rms0 = float(np.sqrt(np.mean(y ** 2)) + 1e-9)
+    steps: list[str] = []
+    if rng.random() < 0.5:
+        rt60 = rng.uniform(0.15, 0.9)
+        n = int(sr * min(1.2 * rt60, 1.0))
+        t = np.arange(n) / sr
+        ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+        ir[: int(0.002 * sr)] = 0.0
+        drr = 10 ** (rng.uniform(0.0, 12.0) / 10)
+        ir *= np.sqrt(1.0 / (drr * max(float(np.sum(ir ** 2)), 1e-12)))
+        ir[0] = 1.0
+        y = signal.fftconvolve(y, ir)[: y.size]
+        steps.append(f"reverb rt60={rt60:.2f}")
+    if rng.random() < 0.7:
+        lo, hi = rng.uniform(80, 400), rng.uniform(2800, 7500)
+        sos = signal.butter(4, [lo, hi], btype="bandpass", fs=sr, output="sos")
+        y = signal.sosfilt(sos, y)
+        steps.append(f"band {lo:.0f}-{hi:.0f} Hz")
+    # level: the clip's RMS brought to a random level, with slow AGC-like gain wobble
+    level_db = rng.uniform(-38.0, -12.0)
+    y = y / (float(np.sqrt(np.mean(y ** 2))) + 1e-9) * 10 ** (level_db / 20)
+    if rng.random() < 0.4:
+        k = max(1, int(0.3 * sr))
+        wob = np.convolve(rng.standard_normal(y.size // k + 2), np.ones(2) / 2, mode="same")
+        g_db = np.interp(np.arange(y.size), np.arange(wob.size) * k, wob * rng.uniform(1.0, 5.0))
+        y = y * 10 ** (g_db / 20)
+        steps.append("agc")
+    if rng.random() < 0.25:
+        c = rng.uniform(0.2, 0.7) * float(np.max(np.abs(y)) + 1e-9)
+        y = np.clip(y, -c, c) / c * min(0.99, c * 4)
+        steps.append("clip")
+    if rng.random() < 0.35:
+        if rng.random() < 0.5:
+            mu = 255.0
+            comp = np.sign(y) * np.log1p(mu * np.minimum(np.abs(y), 1.0)) / np.log1p(mu)
+            comp = np.round(comp * 127) / 127
+            y = np.sign(comp) * np.expm1(np.abs(comp) * np.log1p(mu)) / mu
+            steps.append("mu-law 8 bit")
+        else:
+            bits = int(rng.integers(8, 13))
+            q = 2.0 ** (bits - 1)
+            y = np.round(np.clip(y, -1, 1) * q) / q
+            steps.append(f"pcm {bits} bit")
+    if rng.random() < 0.3:
+        try:
+            import soundfile as sf
+
+            buf = io.BytesIO()
+            sf.write(buf, np.clip(y, -1, 1).astype(np.float32), sr, format="OGG", subtype="OPUS",
+                     compression_level=float(rng.uniform(0.3, 0.9)))
+            buf.seek(0)
+            dec, _ = sf.read(buf, dtype="float32")
+            dec = np.asarray(dec, np.float64).reshape(-1)
+            y = np.concatenate([dec, np.zeros(max(0, y.size - dec.size))])[: y.size]
+            steps.append("opus")
+        except Exception:  # libsndfile without Opus writing: skip this step
+            pass
+    y = np.clip(y, -1.0, 1.0)
+    if not np.isfinite(y).all() or float(np.sqrt(np.mean(y ** 2))) < 1e-7 * rms0:
+        return np.asarray(x, np.float32), ["(failed: kept clean)"]
+    return y.astype(np.float32), steps
+
+
+def _cache_key(items: Sequence[SpeechFile]) -> str:
+    h = hashlib.sha1()
+    for f in items:
+        h.update(f"{f.speaker}/{f.path.name}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def _variant_name(v: tuple[str, float]) -> str:
+    return f"speed{v[1]:.2f}" if v[0] == "speed" else f"mic{int(v[1])}"
+
+
+def _cache_features(items: Sequence[SpeechFile], cache: Path,
+                    variants: Sequence[tuple[str, float]] = VARIANTS) -> list[list[np.ndarray]]:
+    """Unnormalised log-mel of each clip for each variant (cached as .npz, keyed by the file list)."""
     cache.mkdir(parents=True, exist_ok=True)
     out: list[list[np.ndarray]] = []
     sr = int(SPEC["sample_rate"])
-    for si, speed in enumerate(SPEEDS):
-        f = cache / f"logmel_speed{speed:.2f}_n{len(items)}.npz"
+    key = _cache_key(items)
+    waves: list[np.ndarray] | None = None
+    for vi, v in enumerate(variants):
+        f = cache / f"logmel_{_variant_name(v)}_{key}.npz"
         if f.is_file():
             z = np.load(f)
             if len(z.files) == len(items):
                 out.append([z[f"a{i}"] for i in range(len(items))])
                 continue
         t0 = time.time()
+        if waves is None:
+            waves = [af.load_audio(it.path, sr) for it in items]
         mats = []
-        for path, _, _ in items:
-            x = af.load_audio(path, sr)
-            if speed != 1.0:
+        for i, x in enumerate(waves):
+            if v[0] == "speed" and v[1] != 1.0:
                 # treat the clip as recorded at sr*speed and resample it to sr: speed perturbation
-                x = af.resample(x, round(sr * speed), sr)
+                x = af.resample(x, round(sr * v[1]), sr)
+            elif v[0] == "mic":
+                x, _ = simulate_microphone(x, np.random.default_rng([int(v[1]), i, 7]), sr)
             mats.append(af.log_mel(x, SPEC))
-        tmp = cache / f".tmp{si}.npz"
+        tmp = cache / f".tmp{vi}.npz"
         arrays: dict[str, Any] = {f"a{i}": m for i, m in enumerate(mats)}
         np.savez(tmp, **arrays)
         os.replace(tmp, f)
-        log.info("log-mel cache speed %.2f: %d clips in %.0f s", speed, len(mats), time.time() - t0)
+        log.info("log-mel cache %s: %d clips in %.0f s", _variant_name(v), len(mats), time.time() - t0)
         out.append(mats)
     return out
 
+
+# --------------------------------------------------------------------------------------------- training
 
 def _noise_shape() -> np.ndarray:
     rng = np.random.default_rng(0)
@@ -133,11 +291,11 @@ def _n_frames() -> int:
 
 
 def _augment_window(rng: np.random.Generator, w: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    if rng.random() < 0.4:  # additive noise in the mel-power domain, random SNR and spectral tilt
+    if rng.random() < 0.5:  # additive background noise in the mel-power domain, 0-30 dB SNR, random tilt
         p = np.exp(w.astype(np.float64))
         level = p.sum(axis=1).mean()
-        snr_db = rng.uniform(5.0, 35.0)
-        shape = noise * np.exp(-rng.uniform(0.0, 3.0) * np.linspace(0.0, 1.0, noise.size))
+        snr_db = rng.uniform(0.0, 30.0)
+        shape = noise * np.exp(-rng.uniform(0.0, 4.0) * np.linspace(0.0, 1.0, noise.size))
         shape /= shape.sum()
         g = level * 10 ** (-snr_db / 10)
         fluct = np.clip(1.0 + 0.3 * rng.standard_normal((w.shape[0], 1)), 0.2, None)
@@ -167,20 +325,41 @@ def _crop(L: np.ndarray, start: int, T: int) -> np.ndarray:
     return np.concatenate([L[start:], pad], axis=0)[:T]
 
 
+def balanced_weights(y: np.ndarray, groups: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Per-clip training weights over ``idx``: every group (corpus) the same total, classes balanced within it.
+
+    Returns a weight for every clip (0 outside ``idx``), mean 1 over ``idx``.
+    """
+    w = np.zeros(len(y), np.float64)
+    gs = sorted(set(groups[idx].tolist()))
+    for g in gs:
+        sel = idx[groups[idx] == g]
+        counts = np.bincount(y[sel], minlength=len(LABELS)).astype(np.float64)
+        present = counts > 0
+        for i in sel:
+            w[i] = 1.0 / (counts[y[i]] * present.sum() * len(gs))
+    w[idx] *= len(idx) / w[idx].sum()
+    return w.astype(np.float32)
+
+
 def _epoch_data(rng: np.random.Generator, feats: list[list[np.ndarray]], idx: np.ndarray, y: np.ndarray,
-                noise: np.ndarray, class_w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                noise: np.ndarray, sample_w: np.ndarray,
+                variant_p: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     T = _n_frames()
     n = len(idx)
     X = np.empty((n, T, int(SPEC["n_mels"])), np.float32)
     Y = np.zeros((n, len(LABELS)), np.float32)
+    Wc = np.empty(n, np.float32)
+    p = np.asarray(variant_p if variant_p is not None else VARIANT_P[:len(feats)], np.float64)
+    p = p / p.sum()
     order = rng.permutation(idx)
     for j, i in enumerate(order):
-        sp = int(rng.choice(len(SPEEDS), p=[0.5, 0.25, 0.25]))
-        L = feats[sp][i]
+        L = feats[int(rng.choice(len(feats), p=p))][i]
         start = int(rng.integers(0, max(1, L.shape[0] - T + 1)))
         w = _augment_window(rng, _crop(L, start, T), noise)
         X[j] = _spec_augment(rng, af.normalise(w, SPEC))
         Y[j, y[i]] = 1.0
+        Wc[j] = sample_w[i]
     # mixup on half of the batch pairs
     lam = rng.beta(0.4, 0.4, size=n).astype(np.float32)
     use = rng.random(n) < 0.5
@@ -188,7 +367,7 @@ def _epoch_data(rng: np.random.Generator, feats: list[list[np.ndarray]], idx: np
     perm = rng.permutation(n)
     X = lam[:, None, None] * X + (1 - lam[:, None, None]) * X[perm]
     Y = lam[:, None] * Y + (1 - lam[:, None]) * Y[perm]
-    W = (Y * class_w[None, :]).sum(axis=1).astype(np.float32)
+    W = (lam * Wc + (1 - lam) * Wc[perm]).astype(np.float32)
     return X[..., None], Y, W
 
 
@@ -201,49 +380,75 @@ def _clip_windows(L: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ model
 
-def build_model(seed: int = 0) -> Any:
-    """The small 2D CNN: a stride-2 conv, 3 pool+conv blocks (BN, ReLU), global average pooling, softmax."""
+def build_model(seed: int = 0, arch: str = "cnn", width: float = 1.0) -> Any:
+    """The voice network on ``(frames, n_mels, 1)`` normalised log-mel windows.
+
+    ``arch="cnn"``: a stride-2 conv and 3 pool+conv blocks (BN, ReLU), global average pooling, softmax.
+    ``arch="attn"``: the same trunk, then the frequency axis averaged and attentive pooling over time
+    (a small scoring layer, softmax over frames; the attention-weighted mean beside the plain mean).
+    ``width`` scales every conv's channels.
+    """
     import keras
     from keras import layers
 
+    if arch not in ("cnn", "attn"):
+        raise ValueError(f"arch must be 'cnn' or 'attn', got {arch!r}")
     keras.utils.set_random_seed(seed)
     T, F = _n_frames(), int(SPEC["n_mels"])
     inp = keras.Input((T, F, 1), name="logmel")
     reg = keras.regularizers.l2(1e-4)
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, kernel_regularizer=reg, name="conv0")(inp)
+
+    def ch(c: int) -> int:
+        return max(4, round(c * width))
+
+    x = layers.Conv2D(ch(16), 3, strides=2, padding="same", use_bias=False, kernel_regularizer=reg,
+                      name="conv0")(inp)
     x = layers.BatchNormalization(name="bn0")(x)
     x = layers.ReLU(name="relu0")(x)
-    for i, ch in enumerate((32, 64, 96), start=1):
+    for i, c in enumerate((32, 64, 96), start=1):
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
-        x = layers.Conv2D(ch, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{i}")(x)
+        x = layers.Conv2D(ch(c), 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if arch == "cnn":
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        t, f, c = (int(v) for v in x.shape[1:])
+        x = layers.AveragePooling2D((1, f), name="freq_mean")(x)
+        x = layers.Reshape((t, c), name="frames")(x)
+        a = layers.Dense(32, activation="relu", name="att_hidden")(x)
+        a = layers.Dense(1, name="att_score")(a)
+        a = layers.Reshape((t,), name="att_flat")(a)
+        a = layers.Softmax(name="att_softmax")(a)
+        a = layers.Reshape((t, 1), name="att_weights")(a)
+        att = layers.Multiply(name="att_mul")([x, a])
+        att = layers.GlobalAveragePooling1D(name="att_pool")(att)
+        att = layers.Rescaling(float(t), name="att_sum")(att)
+        mean = layers.GlobalAveragePooling1D(name="time_mean")(x)
+        x = layers.Concatenate(name="pooled")([mean, att])
     x = layers.Dropout(0.3, name="drop")(x)
     x = layers.Dense(len(LABELS), name="logits")(x)
     out = layers.Softmax(name="probs")(x)
-    return keras.Model(inp, out, name="voice_cnn")
+    return keras.Model(inp, out, name=f"voice_{arch}")
 
 
 def _train(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, epochs: int, seed: int,
-           eval_idx: np.ndarray | None = None, eval_every: int = 5,
-           ) -> tuple[Any, list[dict[str, float]]]:
+           sample_w: np.ndarray, eval_idx: np.ndarray | None = None, eval_every: int = 5,
+           arch: str = "cnn", width: float = 1.0) -> tuple[Any, list[dict[str, float]]]:
     import keras
 
     rng = np.random.default_rng(seed)
-    model = build_model(seed)
+    model = build_model(seed, arch, width)
     steps = int(np.ceil(len(train_idx) / 32)) * epochs
     sched = keras.optimizers.schedules.CosineDecay(1e-4, steps, alpha=0.02, warmup_target=3e-3,
                                                    warmup_steps=max(1, steps // 15))
     model.compile(optimizer=keras.optimizers.AdamW(sched, weight_decay=1e-4),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05))
-    counts = np.bincount(y[train_idx], minlength=len(LABELS)).astype(np.float32)
-    class_w = counts.mean() / np.maximum(counts, 1)
     noise = _noise_shape()
     hist: list[dict[str, float]] = []
     for ep in range(epochs):
         t0 = time.time()
-        X, Y, W = _epoch_data(rng, feats, train_idx, y, noise, class_w)
+        X, Y, W = _epoch_data(rng, feats, train_idx, y, noise, sample_w)
         h = model.fit(X, Y, sample_weight=W, batch_size=32, epochs=1, verbose=0, shuffle=True)
         rec = {"epoch": ep + 1, "loss": float(h.history["loss"][-1]), "s": round(time.time() - t0, 1)}
         if eval_idx is not None and ((ep + 1) % eval_every == 0 or ep + 1 == epochs):
@@ -307,45 +512,84 @@ def _calibration_windows(feats0: list[np.ndarray], idx: np.ndarray, n: int, seed
     return np.stack(out)[..., None].astype(np.float32)
 
 
-def _card_dict(metrics: dict[str, Any], temperature: float, epochs: int, model_file: str) -> dict[str, Any]:
+def feature_summary(windows: np.ndarray) -> np.ndarray:
+    """The out-of-distribution descriptor of normalised windows ``(n, frames, n_mels[, 1])``: per-band mean
+    and standard deviation over time, ``(n, 2 * n_mels)`` (the same as the runtime's
+    :func:`affectlite.voice.feature_distance` uses)."""
+    w = np.asarray(windows, np.float64).reshape(len(windows), windows.shape[1], -1)
+    out: np.ndarray = np.concatenate([w.mean(axis=1), w.std(axis=1)], axis=1)
+    return out
+
+
+def _feature_stats(feats0: list[np.ndarray], idx: np.ndarray, seed: int) -> dict[str, Any]:
+    from affectlite.voice import feature_distance
+
+    wins = _calibration_windows(feats0, idx, 2000, seed)
+    d = feature_summary(wins)
+    stats: dict[str, Any] = {"mean": [round(float(v), 5) for v in d.mean(axis=0)],
+                             "std": [round(float(v), 5) for v in np.maximum(d.std(axis=0), 1e-3)]}
+    dist = np.array([feature_distance(w[..., 0], stats) for w in wins[:500]])
+    stats["distance_p50"] = round(float(np.percentile(dist, 50)), 4)
+    stats["distance_p95"] = round(float(np.percentile(dist, 95)), 4)
+    stats["fitted_on"] = f"{len(wins)} clean 2 s training windows (one random crop per clip)"
+    return stats
+
+
+def _corpora_of(items: Sequence[SpeechFile]) -> list[str]:
+    return sorted({f.corpus for f in items})
+
+
+def _training_text(items: Sequence[SpeechFile]) -> tuple[str, str]:
+    corpora = _corpora_of(items)
+    data = "; ".join(CORPUS_INFO.get(c, {"data": c})["data"] + f" [{sum(f.corpus == c for f in items)} clips]"
+                     for c in corpora)
+    terms = "; ".join(f"{c}: {CORPUS_INFO.get(c, {'terms': 'see the corpus'})['terms']}" for c in corpora)
+    return data, terms + ". " + STRICTEST_TERMS
+
+
+def _card_dict(items: Sequence[SpeechFile], metrics: dict[str, Any], temperature: float, epochs: int,
+               model_file: str, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     T = _n_frames()
     pre = dict(SPEC)
     pre["n_frames"] = T
+    data, terms = _training_text(items)
+    cfg = cfg or {}
     return {
-        "schema_version": 1, "name": MODEL_NAME, "version": "1.0.0", "task": "voice",
+        "schema_version": 1, "name": MODEL_NAME, "version": "2.0.0", "task": "voice",
         "labels": list(LABELS),
         "label_mapping": {lab: lab for lab in LABELS},
-        "dataset_label_mapping": dict(LABEL_MAPPING),
+        "dataset_label_mapping": {c: dict(LABEL_MAPPING[c]) for c in _corpora_of(items) if c in LABEL_MAPPING},
         "inputs": [{"name": "logmel", "shape": [1, T, int(SPEC["n_mels"]), 1], "dtype": "int8",
                     "kind": "audio_features", "preprocessing": pre}],
         "outputs": [{"name": "probs", "shape": [1, len(LABELS)], "dtype": "int8", "kind": "probabilities"}],
         "calibration": {"temperature": temperature,
-                        "fitted_on": "out-of-fold clip probabilities of the leave-actors-out CV (float)"},
+                        "fitted_on": "int8 clip probabilities of the leave-one-corpus-out runs (every clip scored "
+                                     "by a model that never heard its corpus): confidence as earned on new voices"},
         "training": {
-            "data": "RAVDESS (Livingstone & Russo 2018), audio-only speech, actors 01-20 (1,200 clips), "
-                    "16 kHz mono; RAVDESS labels mapped: neutral, calm -> neutral; happy; sad; angry; "
-                    "fearful -> fear; disgust; surprised -> surprise",
-            "terms": "CC BY-NC-SA 4.0: this model is trained on it and inherits the non-commercial "
-                     "(and share-alike) caveat; do not use it commercially without your own data/licence",
-            "split": "shipped model: all 20 actors; metrics: leave-actors-out cross-validation, 5 "
-                     "gender-balanced folds of 4 actors (never a random split)",
+            "data": data,
+            "terms": terms,
+            "split": "shipped model: all clips of all corpora; metrics: leave-speakers-out within each corpus "
+                     "and leave-one-corpus-out (never a random split)",
             "epochs": epochs,
-            "epochs_selection": EPOCHS_NOTE,
-            "recipe": "affectlite train voice --data ../shared/datasets/ravdess-speech-16k --out DIR "
-                      "(affectlite_convert.recipes.voice)",
-            "augmentation": "speed 0.9/1.1, random 2 s crops, additive noise 5-35 dB SNR (mel domain), "
-                            "gain, SpecAugment, mixup",
+            "config": cfg,
+            "recipe": "affectlite train voice --data ../shared/datasets/ravdess-speech-16k --data "
+                      "../shared/datasets/tess-16k --out DIR (affectlite_convert.recipes.voice)",
+            "augmentation": "speed 0.9/1.1; simulated microphones and rooms (synthetic-IR reverberation, band "
+                            "limits, level and AGC, clipping, 8-12 bit / mu-law quantisation, Opus coding); "
+                            "random 2 s crops; background noise 0-30 dB SNR (mel domain); gain; SpecAugment; "
+                            "mixup; every corpus the same total weight, classes balanced within each",
         },
         "metrics": metrics,
         "limitations": [
-            "Trained on acted, studio-recorded speech (RAVDESS): 20 professional actors, North-American "
-            "English, two fixed sentences; accuracy on spontaneous speech, other languages and accents, "
-            "children, elderly voices, far-field or noisy microphones will be lower.",
-            "Only 24 actors exist in RAVDESS (20 used here): a small speaker pool; gender-balanced but not "
-            "representative of the population.",
+            "Trained on acted, studio-recorded English speech of 22 adult speakers (RAVDESS 10 men + 10 women, "
+            "TESS 2 women): accuracy on spontaneous speech, other languages and accents, far-field or noisy "
+            "microphones is lower - see the leave-one-corpus-out table for what a new corpus gets.",
+            "Known failure cases: synthetic (text-to-speech) voices, children's voices, tonal languages "
+            "(pitch carries words there, not only emotion), whispering and singing.",
             "Outputs an estimate of the emotion a voice outwardly expresses, not what the speaker feels.",
             "Calm and neutral are merged into neutral; contempt, boredom and other states are not modelled.",
-            "Windows are 2 s; a window with little speech gives low-confidence, less reliable results.",
+            "Windows are 2 s; a window with little speech, low SNR, clipping or features far from the training "
+            "data gets a low reliability (VoiceResult.reliability), which fusion uses as the voice's weight.",
         ],
         "model_file": model_file,
     }
@@ -404,182 +648,249 @@ def _write_card(tfl: Path, card: dict[str, Any]) -> None:
     save_card(card_from_dict(card, source=str(card_path_for(tfl))), card_path_for(tfl))
 
 
-def _int8_eval(tfl: Path, items: Sequence[tuple[Path, int, int]], idx: np.ndarray) -> np.ndarray:
-    """Clip probabilities of the int8 model through the runtime's own classify_clip."""
+def _int8_eval(tfl: Path, items: Sequence[SpeechFile], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip probabilities and reliabilities of the int8 model through the runtime's own classify_clip."""
     from affectlite.options import VoiceOptions
     from affectlite.voice import VoiceAnalyzer
 
     an = VoiceAnalyzer(VoiceOptions(model_path=str(tfl), vad="none", num_threads=1))
     try:
-        out = []
+        out, rel = [], []
         for i in idx:
-            x = af.load_audio(items[i][0], int(SPEC["sample_rate"]))
+            x = af.load_audio(items[i].path, int(SPEC["sample_rate"]))
             r = an.classify_clip(x, int(SPEC["sample_rate"]))
             out.append(r.probabilities if r is not None else [1.0 / len(LABELS)] * len(LABELS))
-        return np.asarray(out)
+            rel.append(r.reliability if r is not None and r.reliability is not None else 0.0)
+        return np.asarray(out), np.asarray(rel)
     finally:
         an.close()
 
 
 # ----------------------------------------------------------------------------------------------- stages
 
-def run_cv(items: Sequence[tuple[Path, int, int]], feats: list[list[np.ndarray]], out: Path, epochs: int,
-           seed: int, n_folds: int = 5, only: Sequence[int] | None = None) -> dict[str, Any] | None:
-    """Leave-actors-out CV; resumable (a finished fold's results are kept in ``out/cv/foldK.json``)."""
-    y = np.array([it[1] for it in items])
-    actors = np.array([it[2] for it in items])
-    folds = make_folds(sorted(set(actors.tolist())), n_folds)
-    cvdir = out / "cv"
-    cvdir.mkdir(parents=True, exist_ok=True)
-    fold_res = []
-    for k, held in enumerate(folds):
-        fj = cvdir / f"fold{k}.json"
-        if only is not None and k not in only:
-            if fj.is_file() and "int8" in json.loads(fj.read_text()):
-                fold_res.append(json.loads(fj.read_text()))
-            continue
-        val_idx = np.where(np.isin(actors, held))[0]
-        tr_idx = np.where(~np.isin(actors, held))[0]
+def plan_runs(items: Sequence[SpeechFile], k: int = 5, which: str = "all") -> dict[str, dict[str, Any]]:
+    """The validation runs: ``lso:CORPUS:K`` (speaker folds within a corpus, everything else trains) and
+    ``loco:CORPUS`` (all other corpora train). ``which``: ``"all"``, ``"lso"`` or ``"loco"``.
+
+    Returns:
+        name -> ``{"kind", "corpus", "held" (speakers or corpus), "train" (indices), "val" (indices)}``.
+    """
+    corpus = np.array([f.corpus for f in items])
+    speaker = np.array([f.speaker for f in items])
+    runs: dict[str, dict[str, Any]] = {}
+    corpora = sorted(set(corpus.tolist()))
+    if which in ("all", "loco") and len(corpora) >= 2:
+        for c in corpora:
+            val = np.flatnonzero(corpus == c)
+            runs[f"loco:{c}"] = {"kind": "loco", "corpus": c, "held": [c], "val": val,
+                                 "train": np.flatnonzero(corpus != c)}
+    if which in ("all", "lso"):
+        for c in corpora:
+            spk = {f.speaker: f.gender for f in items if f.corpus == c}
+            if len(spk) < 2:
+                continue
+            for i, held in enumerate(make_speaker_folds(spk, k)):
+                val = np.flatnonzero(np.isin(speaker, held))
+                runs[f"lso:{c}:{i}"] = {"kind": "lso", "corpus": c, "held": held, "val": val,
+                                        "train": np.flatnonzero(~np.isin(speaker, held))}
+    return runs
+
+
+def _run_file(out: Path, name: str) -> Path:
+    return out / "cv" / (name.replace(":", "_") + ".json")
+
+
+def run_validation(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], out: Path, cfg: dict[str, Any],
+                   which: str = "all", k: int = 5, only: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Train and score every validation run (resumable: a finished run with the same config is kept)."""
+    y = np.array([LABELS.index(str(f.label)) for f in items])
+    groups = np.array([f.corpus for f in items])
+    runs = plan_runs(items, k, which)
+    (out / "cv").mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    for ri, (name, plan) in enumerate(runs.items()):
+        fj = _run_file(out, name)
         res: dict[str, Any] = json.loads(fj.read_text()) if fj.is_file() else {}
-        if res.get("epochs") != epochs:
-            log.info("fold %d: held-out actors %s (%d train clips, %d val clips)", k, held, len(tr_idx),
-                     len(val_idx))
-            model, hist = _train(feats, y, tr_idx, epochs, seed + k, eval_idx=val_idx)
-            probs = _predict_clips(model, feats[0], val_idx)
-            res = {"fold": k, "actors": held, "epochs": epochs, "history": hist,
-                   "val_idx": val_idx.tolist(), "probs_float": probs.tolist(),
-                   "float": _metrics(y[val_idx], probs.argmax(1))}
-            model.save(cvdir / f"fold{k}.keras")
-            atomic_write_text(fj, json.dumps(res))
-        if "int8" not in res:
-            try:
-                import keras
-
-                model = keras.models.load_model(cvdir / f"fold{k}.keras", compile=False)
-                tfl = cvdir / f"fold{k}.tflite"
-                calib = _calibration_windows(feats[0], tr_idx, 300, seed)
-                vwin = _calibration_windows(feats[0], val_idx, len(val_idx), seed + 1)
-                vlab = y[np.random.default_rng(seed + 1).choice(val_idx, size=len(val_idx), replace=False)]
-                q = _quantize(model, calib, tfl, _card_dict({"split": f"held-out actors {held}"}, 1.0, epochs,
-                                                            tfl.name),
-                              validation=(vwin, vlab), validation_split=f"fold {k}: held-out actors {held}, "
-                              "one random 2 s window per clip")
-                res["int8_tool"] = q["tool"]
-                res["converter_passed"] = q["passed"]
-                p8 = _int8_eval(tfl, items, val_idx)
-                res["probs_int8"] = p8.tolist()
-                res["int8"] = _metrics(y[val_idx], p8.argmax(1))
-                res["int8_size_bytes"] = tfl.stat().st_size
-                atomic_write_text(fj, json.dumps(res))
-            except Exception as e:  # keep the float result; a re-run of --stage cv redoes int8 only
-                log.exception("fold %d int8 failed (re-run --stage cv to retry): %s", k, e)
-        log.info("fold %d float %s int8 %s", k, res["float"]["uar"], res.get("int8", {}).get("uar"))
-        fold_res.append(res)
-    if len(fold_res) < len(folds):
-        log.info("CV: %d of %d folds done; summary when all are", len(fold_res), len(folds))
-        return None
-    return summarise_cv(fold_res, y, out)
-
-
-def summarise_cv(fold_res: list[dict[str, Any]], y: np.ndarray, out: Path) -> dict[str, Any]:
-    """Mean-over-folds and pooled out-of-fold metrics, float and int8; writes ``out/cv/report.json``."""
-    rep: dict[str, Any] = {"split": "leave-actors-out, 5 gender-balanced folds of 4 actors (RAVDESS 01-20); "
-                                    "clip-level: mean of window probabilities (2 s windows, 0.5 s hop)",
-                           "folds": [{"actors": r["actors"], "float_uar": r["float"]["uar"],
-                                      "int8_uar": r.get("int8", {}).get("uar")} for r in fold_res]}
-    for kind in ("float", "int8"):
-        if not all(kind in r for r in fold_res):
+        if res.get("config") == cfg and "int8" in res:
+            done[name] = res
             continue
-        idx = np.concatenate([r["val_idx"] for r in fold_res])
-        probs = np.concatenate([r[f"probs_{kind}"] for r in fold_res])
-        pooled = _metrics(y[idx], probs.argmax(1))
-        rep[kind] = {"uar_mean_over_folds": float(np.mean([r[kind]["uar"] for r in fold_res])),
-                     "uar_std_over_folds": float(np.std([r[kind]["uar"] for r in fold_res])),
-                     "accuracy_mean_over_folds": float(np.mean([r[kind]["accuracy"] for r in fold_res])),
-                     "pooled": pooled}
-        if kind == "float":
-            rep["temperature"] = _fit_temperature(probs, y[idx])
-    hists = [r["history"] for r in fold_res]
-    curve: dict[int, list[float]] = {}
-    for h in hists:
-        for rec in h:
-            if "val_uar" in rec:
-                curve.setdefault(int(rec["epoch"]), []).append(float(rec["val_uar"]))
-    rep["val_uar_curve"] = {str(e): float(np.mean(v)) for e, v in sorted(curve.items())
-                            if len(v) == len(fold_res)}
+        if only is not None and name not in only:
+            continue
+        tr, val = plan["train"], plan["val"]
+        seed = int(cfg["seed"]) + ri
+        if res.get("config") != cfg or "probs_float" not in res:
+            log.info("run %s: held %s (%d train clips, %d val clips)", name, plan["held"], len(tr), len(val))
+            t0 = time.time()
+            model, hist = _train(feats, y, tr, int(cfg["epochs"]), seed, balanced_weights(y, groups, tr),
+                                 eval_idx=val, arch=str(cfg["arch"]), width=float(cfg["width"]))
+            probs = _predict_clips(model, feats[0], val)
+            res = {"run": name, "kind": plan["kind"], "corpus": plan["corpus"], "held": plan["held"],
+                   "config": cfg, "history": hist, "train_s": round(time.time() - t0, 1),
+                   "val_idx": val.tolist(), "val_files": [items[i].path.name for i in val],
+                   "probs_float": np.round(probs, 5).tolist(), "float": _metrics(y[val], probs.argmax(1))}
+            model.save(out / "cv" / (fj.stem + ".keras"))
+            atomic_write_text(fj, json.dumps(res))
+        try:
+            import keras
+
+            model = keras.models.load_model(out / "cv" / (fj.stem + ".keras"), compile=False)
+            tfl = out / "cv" / (fj.stem + ".tflite")
+            calib = _calibration_windows(feats[0], tr, 300, seed)
+            vsel = np.random.default_rng(seed + 1).choice(val, size=min(len(val), 600), replace=False)
+            vwin = np.concatenate([_calibration_windows(feats[0], np.array([i]), 1, seed) for i in vsel])
+            q = _quantize(model, calib, tfl, _card_dict([items[i] for i in tr], {"split": f"run {name}"}, 1.0,
+                                                        int(cfg["epochs"]), tfl.name, cfg),
+                          validation=(vwin, y[vsel]), validation_split=f"{name}: held out {plan['held']}, "
+                          "one random 2 s window per clip")
+            res["converter_passed"] = q["passed"]
+            p8, rel8 = _int8_eval(tfl, items, val)
+            res["probs_int8"] = np.round(p8, 5).tolist()
+            res["reliability_int8"] = np.round(rel8, 4).tolist()
+            res["int8"] = _metrics(y[val], p8.argmax(1))
+            res["int8_size_bytes"] = tfl.stat().st_size
+            atomic_write_text(fj, json.dumps(res))
+        except Exception as e:  # keep the float result; a re-run redoes int8 only
+            log.exception("run %s int8 failed (re-run --stage cv to retry): %s", name, e)
+        log.info("run %s float UAR %.3f int8 UAR %s", name, res["float"]["uar"], res.get("int8", {}).get("uar"))
+        done[name] = res
+    if len(done) < len(runs):
+        log.info("validation: %d of %d runs done; the report comes when all are", len(done), len(runs))
+        return None
+    return summarise(done, y, out, cfg)
+
+
+def _kind_summary(rs: list[dict[str, Any]], y: np.ndarray, kind: str) -> dict[str, Any]:
+    idx = np.concatenate([r["val_idx"] for r in rs]).astype(int)
+    probs = np.concatenate([r[f"probs_{kind}"] for r in rs])
+    pooled = _metrics(y[idx], probs.argmax(1))
+    uars = [r[kind]["uar"] for r in rs]
+    return {"uar_pooled": pooled["uar"], "uar_mean_over_folds": float(np.mean(uars)),
+            "uar_std_over_folds": float(np.std(uars)), "uar_min": float(np.min(uars)),
+            "uar_max": float(np.max(uars)), "accuracy_pooled": pooled["accuracy"],
+            "macro_f1_pooled": pooled["macro_f1"], "per_class_recall": pooled["per_class_recall"],
+            "confusion_matrix": pooled["confusion_matrix"], "n": pooled["n"]}
+
+
+def summarise(done: dict[str, dict[str, Any]], y: np.ndarray, out: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The validation tables (per corpus, float and int8) and the temperature; writes ``out/cv/report.json``."""
+    from affectlite.fusion import fit_temperature
+
+    rep: dict[str, Any] = {"config": cfg, "labels": list(LABELS),
+                           "clip_aggregation": "mean of window probabilities, 2 s windows every 0.5 s "
+                                               "(classify_clip)",
+                           "leave_speakers_out": {}, "leave_one_corpus_out": {}}
+    for c in sorted({r["corpus"] for r in done.values()}):
+        lso = [r for r in done.values() if r["kind"] == "lso" and r["corpus"] == c]
+        if lso:
+            rep["leave_speakers_out"][c] = {
+                "folds": [{"held": r["held"], "float_uar": r["float"]["uar"], "int8_uar": r["int8"]["uar"]}
+                          for r in lso],
+                **{kind: _kind_summary(lso, y, kind) for kind in ("float", "int8")}}
+        loco = [r for r in done.values() if r["kind"] == "loco" and r["corpus"] == c]
+        if loco:
+            rep["leave_one_corpus_out"][c] = {kind: _kind_summary(loco, y, kind) for kind in ("float", "int8")}
+    for key in ("leave_speakers_out", "leave_one_corpus_out"):
+        t = rep[key]
+        if t:
+            rep[f"{key}_mean_uar"] = {kind: float(np.mean([v[kind]["uar_pooled"] for v in t.values()]))
+                                      for kind in ("float", "int8")}
+    loco_runs = [r for r in done.values() if r["kind"] == "loco"]
+    src = loco_runs or list(done.values())
+    idx = np.concatenate([r["val_idx"] for r in src]).astype(int)
+    p8 = np.concatenate([r["probs_int8"] for r in src])
+    rep["temperature"] = round(float(fit_temperature(np.clip(p8, 1e-6, 1.0), y[idx], kind="probs")), 3)
+    rep["temperature_fitted_on"] = ("leave-one-corpus-out int8 clip probabilities" if loco_runs
+                                    else "out-of-fold int8 clip probabilities")
+    rep["train_s_per_run"] = {n: r.get("train_s") for n, r in done.items()}
     atomic_write_text(out / "cv" / "report.json", json.dumps(rep, indent=2))
+    atomic_write_text(out / "cv" / "report.md", report_markdown(rep))
     return rep
 
 
-def _cv_metrics(cv_report: dict[str, Any] | None) -> dict[str, Any]:
-    metrics: dict[str, Any] = {"split": "NOT the shipped model's own test: out-of-fold figures of the "
-                                        "leave-actors-out CV (5 gender-balanced folds of 4 actors, "
-                                        "RAVDESS actors 01-20), same recipe and epochs, one model per fold"}
-    if cv_report:
-        for kind in ("float", "int8"):
-            if kind in cv_report:
-                r = cv_report[kind]
-                metrics[kind] = {"uar": r["uar_mean_over_folds"], "uar_std_over_folds": r["uar_std_over_folds"],
-                                 "accuracy": r["accuracy_mean_over_folds"],
-                                 "uar_pooled": r["pooled"]["uar"], "accuracy_pooled": r["pooled"]["accuracy"],
-                                 "macro_f1_pooled": r["pooled"]["macro_f1"],
-                                 "per_class_recall_pooled": r["pooled"]["per_class_recall"],
-                                 "confusion_matrix_pooled": r["pooled"]["confusion_matrix"]}
-        metrics["folds"] = cv_report.get("folds", [])
-        metrics["clip_aggregation"] = "mean of window probabilities, 2 s windows every 0.5 s (classify_clip)"
+_TABLES = (("leave_speakers_out", "leave-speakers-out"), ("leave_one_corpus_out", "leave-one-corpus-out"))
+
+
+def report_markdown(rep: dict[str, Any]) -> str:
+    """The two validation tables as Markdown (README, model card)."""
+    lines = ["| corpus | validation | UAR float | UAR int8 | fold spread (int8) | "
+             + " | ".join(LABELS) + " |", "|---|---|---|---|---|" + "---|" * len(LABELS)]
+    for key, what in _TABLES:
+        for c, v in rep.get(key, {}).items():
+            v8 = v["int8"]
+            spread = (f"{v8['uar_min']:.2f}-{v8['uar_max']:.2f} (sd {v8['uar_std_over_folds']:.2f})"
+                      if key == "leave_speakers_out" else "-")
+            rec = v8["per_class_recall"]
+            lines.append(f"| {c} | {what} | {v['float']['uar_pooled']:.3f} | {v8['uar_pooled']:.3f} | {spread} | "
+                         + " | ".join(f"{rec[lab]:.2f}" if lab in rec else "-" for lab in LABELS) + " |")
+    for key, what in _TABLES:
+        m = rep.get(f"{key}_mean_uar")
+        if m:
+            lines.append(f"\nMean {what} UAR over corpora: float {m['float']:.3f}, int8 {m['int8']:.3f}.")
+    lines.append("\nPer-class columns: int8 recall, pooled over the runs of that row.")
+    return "\n".join(lines) + "\n"
+
+
+def _weakest(rep: dict[str, Any]) -> list[str]:
+    out = []
+    for key, what in _TABLES:
+        for c, v in rep.get(key, {}).items():
+            rec = v["int8"]["per_class_recall"]
+            cm = np.asarray(v["int8"]["confusion_matrix"])
+            weak = sorted(rec, key=rec.get)[:2]
+            w = LABELS.index(weak[0])
+            row = cm[w].copy()
+            row[w] = -1
+            out.append(f"Weakest classes, {c} {what} (int8 recall): {weak[0]} {100 * rec[weak[0]]:.0f}% (most often "
+                       f"taken for {LABELS[int(row.argmax())]}), {weak[1]} {100 * rec[weak[1]]:.0f}%.")
+    return out
+
+
+def _card_metrics(rep: dict[str, Any] | None) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"split": "NOT the shipped model's own test: out-of-fold figures of one model per "
+                                        "validation run (same recipe and settings): leave-speakers-out within each "
+                                        "corpus, and leave-one-corpus-out"}
+    if rep:
+        for key in ("leave_speakers_out", "leave_one_corpus_out"):
+            metrics[key] = {c: {"folds": v.get("folds"),
+                                **{kind: {k2: v[kind][k2] for k2 in ("uar_pooled", "uar_mean_over_folds",
+                                                                     "uar_std_over_folds", "uar_min", "uar_max",
+                                                                     "accuracy_pooled", "macro_f1_pooled",
+                                                                     "per_class_recall", "confusion_matrix", "n")}
+                                   for kind in ("float", "int8")}}
+                            for c, v in rep.get(key, {}).items()}
+            if f"{key}_mean_uar" in rep:
+                metrics[f"{key}_mean_uar"] = rep[f"{key}_mean_uar"]
+        lso = rep.get("leave_speakers_out_mean_uar")
+        if lso:  # the headline figures other tools read (card.metrics["int8"]["uar"])
+            metrics["float"] = {"uar": lso["float"], "note": "mean leave-speakers-out UAR over corpora"}
+            metrics["int8"] = {"uar": lso["int8"], "note": "mean leave-speakers-out UAR over corpora"}
+        metrics["table_markdown"] = report_markdown(rep)
+        metrics["clip_aggregation"] = rep.get("clip_aggregation")
     return metrics
 
 
-_WEAK = "Per-class recall in leave-actors-out CV"
-
-
-def _limitations(card_lims: Sequence[str], cv_report: dict[str, Any] | None) -> list[str]:
-    lims = [x for x in card_lims if not x.startswith(_WEAK)]
-    if cv_report and "int8" in cv_report:
-        rec = cv_report["int8"]["pooled"]["per_class_recall"]
-        cm = np.asarray(cv_report["int8"]["pooled"]["confusion_matrix"])
-        weak = sorted(rec, key=rec.get)[:2]
-        w = LABELS.index(weak[0])
-        row = cm[w].copy()
-        row[w] = -1
-        lims.append(f"{_WEAK} (int8) is uneven: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in rec.items())
-                    + f"; {' and '.join(weak)} are the least reliable ({weak[0]} is most often taken for "
-                    f"{LABELS[int(row.argmax())]}).")
-    return lims
-
-
-def refresh_card(tfl: Path, cv_report: dict[str, Any]) -> None:
-    """Replace the CV metrics and temperature of an existing card (keeps the converter's check)."""
-    from affectlite.card import card_path_for, load_card, save_card
-
-    card = load_card(card_path_for(tfl))
-    metrics = {**_cv_metrics(cv_report), "size_bytes": tfl.stat().st_size}
-    if "converter_check" in card.metrics:
-        metrics["converter_check"] = card.metrics["converter_check"]
-    cal = {**card.calibration, "temperature": float(cv_report.get("temperature", 1.0))}
-    training = {**card.training, "epochs_selection": EPOCHS_NOTE}
-    save_card(card.with_updates(metrics=metrics, calibration=cal, training=training,
-                                limitations=tuple(_limitations(card.limitations, cv_report))),
-              card_path_for(tfl))
-
-
-def run_final(items: Sequence[tuple[Path, int, int]], feats: list[list[np.ndarray]], out: Path, epochs: int,
-              seed: int, cv_report: dict[str, Any] | None) -> Path:
-    """Train on all actors, quantise to int8, write ``out/voice.tflite`` and its card."""
-    y = np.array([it[1] for it in items])
+def run_final(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], out: Path, cfg: dict[str, Any],
+              rep: dict[str, Any] | None) -> Path:
+    """Train on all clips, quantise to int8, write ``out/voice.tflite`` and its card."""
+    y = np.array([LABELS.index(str(f.label)) for f in items])
+    groups = np.array([f.corpus for f in items])
     idx = np.arange(len(items))
-    model, hist = _train(feats, y, idx, epochs, seed + 100)
+    t0 = time.time()
+    model, hist = _train(feats, y, idx, int(cfg["epochs"]), int(cfg["seed"]) + 100, balanced_weights(y, groups, idx),
+                         arch=str(cfg["arch"]), width=float(cfg["width"]))
+    train_s = round(time.time() - t0, 1)
     model.save(out / "voice_float.keras")
-    calib = _calibration_windows(feats[0], idx, 400, seed)
+    calib = _calibration_windows(feats[0], idx, 400, int(cfg["seed"]))
     tfl = out / "voice.tflite"
-    metrics = _cv_metrics(cv_report)
-    temp = float(cv_report.get("temperature", 1.0)) if cv_report else 1.0
-    card = _card_dict(metrics, temp, epochs, tfl.name)
-    card["training"] = {**card["training"], "final_loss": hist[-1]["loss"]}
-    card["limitations"] = _limitations(card["limitations"], cv_report)
+    metrics = _card_metrics(rep)
+    temp = float(rep.get("temperature", 1.0)) if rep else 1.0
+    card = _card_dict(items, metrics, temp, int(cfg["epochs"]), tfl.name, cfg)
+    card["training"] = {**card["training"], "final_loss": hist[-1]["loss"], "train_s": train_s}
+    card["limitations"] = card["limitations"] + (_weakest(rep) if rep else [])
+    card["calibration"] = {**card["calibration"], "feature_stats": _feature_stats(feats[0], idx, int(cfg["seed"]))}
     q = _quantize(model, calib, tfl, card, report_dir=out / "report", latency=True)
     # the converter validated on the calibration windows (agreement float vs int8 only); the card's
-    # metrics stay the leave-actors-out CV figures, the converter's check is kept beside them
+    # metrics stay the validation figures, the converter's check is kept beside them
     from affectlite.card import card_path_for, load_card, save_card
 
     written = load_card(card_path_for(tfl))
@@ -593,6 +904,25 @@ def run_final(items: Sequence[tuple[Path, int, int]], feats: list[list[np.ndarra
     return tfl
 
 
+def write_loco_outputs(items: Sequence[SpeechFile], out: Path) -> Path | None:
+    """``out/cv/loco_outputs.npz``: every clip's int8 probabilities from the leave-one-corpus-out run that
+    never heard its corpus (file names, labels, corpora, speakers): what the fusion recipe learns trust from."""
+    runs = [json.loads(p.read_text()) for p in sorted((out / "cv").glob("loco_*.json"))]
+    runs = [r for r in runs if "probs_int8" in r]
+    if not runs:
+        return None
+    idx = np.concatenate([r["val_idx"] for r in runs]).astype(int)
+    probs = np.concatenate([r["probs_int8"] for r in runs])
+    rel = np.concatenate([r.get("reliability_int8", np.ones(len(r["val_idx"]))) for r in runs])
+    f = out / "cv" / "loco_outputs.npz"
+    tmp = out / "cv" / ".loco_outputs.tmp.npz"
+    np.savez(tmp, probs=probs, reliability=rel, y=np.array([LABELS.index(str(items[i].label)) for i in idx]),
+             corpus=np.array([items[i].corpus for i in idx]), speaker=np.array([items[i].speaker for i in idx]),
+             gender=np.array([items[i].gender for i in idx]), files=np.array([items[i].path.name for i in idx]))
+    os.replace(tmp, f)
+    return f
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``affectlite train voice``.
 
@@ -600,55 +930,64 @@ def main(argv: list[str] | None = None) -> int:
         argv: Command-line arguments (without the program name).
 
     Returns:
-        Process exit status (0 on success).
+        Process exit status (0 on success, 2 on bad arguments or data).
     """
     ap = argparse.ArgumentParser(prog="affectlite train voice", description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True, help="RAVDESS speech folder (Actor_XX/*.flac|wav)")
+    ap.add_argument("--data", required=True, action="append",
+                    help="a speech corpus folder (repeat for each corpus: RAVDESS, TESS, CREMA-D, EmoDB names)")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--stage", choices=("all", "cv", "final", "card"), default="all",
-                    help="card: refresh the metrics of an existing OUT/voice.tflite card from OUT/cv/report.json")
-    ap.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (parallel runs)")
-    ap.add_argument("--epochs", type=int, default=40, help="CV epochs (final uses the same unless "
-                    "--final-epochs); 40 was chosen from CV, see EPOCHS_NOTE")
-    ap.add_argument("--final-epochs", type=int, default=0)
-    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--stage", choices=("all", "cv", "final"), default="all")
+    ap.add_argument("--runs", choices=("all", "lso", "loco"), default="all",
+                    help="which validation runs --stage cv trains (loco: the cross-corpus runs only)")
+    ap.add_argument("--only", default="", help="comma-separated run names (e.g. loco:tess) to train now")
+    ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    ap.add_argument("--norm", choices=af.NORMALISATIONS, default=DEFAULTS["norm"],
+                    help="per-window normalisation of the log-mel (stored in the card)")
+    ap.add_argument("--no-mic-aug", action="store_true", help="leave out the simulated-microphone variants")
+    ap.add_argument("--arch", choices=("cnn", "attn"), default=DEFAULTS["arch"])
+    ap.add_argument("--width", type=float, default=DEFAULTS["width"])
+    ap.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (at most one per speaker)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2, help="TensorFlow threads")
     ap.add_argument("--cache", default="", help="feature cache folder (default OUT/cache)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    out = Path(args.out)
-    items = list_ravdess(args.data)
-    if not items:
-        print(f"error: no RAVDESS clips (NN-NN-NN-NN-NN-NN-NN.flac|wav) under {args.data}", file=sys.stderr)
-        return 2
-    log.info("%d clips, %d actors", len(items), len({a for _, _, a in items}))
-    if args.stage == "card":
-        report = out / "cv" / "report.json"
-        if not report.is_file() or not (out / "voice.tflite").is_file():
-            print(f"error: --stage card needs {report} and {out / 'voice.tflite'} (run --stage cv and final)",
-                  file=sys.stderr)
+    for d in args.data:
+        if not Path(d).is_dir():
+            print(f"error: --data {d} is not a folder", file=sys.stderr)
             return 2
-        refresh_card(out / "voice.tflite", json.loads(report.read_text()))
-        return 0
+    items = list_corpora(args.data)
+    if not items:
+        print(f"error: no labelled speech clips with speakers (RAVDESS, TESS, CREMA-D or EmoDB file names) under "
+              f"{', '.join(args.data)}", file=sys.stderr)
+        return 2
+    if not 2 <= args.epochs <= 500 or not 0.25 <= args.width <= 4:
+        print("error: --epochs must be within 2..500 and --width within 0.25..4", file=sys.stderr)
+        return 2
+    SPEC["normalisation"] = args.norm
+    cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
+           "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items)}
+    log.info("%d clips: %s", len(items), {c: sum(f.corpus == c for f in items) for c in cfg["corpora"]})
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    feats = _cache_features(items, Path(args.cache) if args.cache else out / "cache")
+    variants = VARIANTS if cfg["mic_aug"] else tuple(v for v in VARIANTS if v[0] == "speed")
+    feats = _cache_features(items, Path(args.cache) if args.cache else out / "cache", variants)
     rep = None
     if args.stage in ("all", "cv"):
-        only = [int(v) for v in args.only_folds.split(",") if v.strip()] or None
-        rep = run_cv(items, feats, out, args.epochs, args.seed, args.folds, only)
+        only = [v.strip() for v in args.only.split(",") if v.strip()] or None
+        rep = run_validation(items, feats, out, cfg, args.runs, args.folds, only)
+        write_loco_outputs(items, out)
         if rep is not None:
-            log.info("CV: %s", json.dumps({k: v for k, v in rep.items() if k in ("float", "int8")})[:2000])
+            log.info("validation:\n%s", report_markdown(rep))
     elif (out / "cv" / "report.json").is_file():
         rep = json.loads((out / "cv" / "report.json").read_text())
     if args.stage in ("all", "final"):
-        epochs = args.final_epochs or args.epochs
-        tfl = run_final(items, feats, out, epochs, args.seed, rep)
+        tfl = run_final(items, feats, out, cfg, rep)
         log.info("wrote %s (%d bytes)", tfl, tfl.stat().st_size)
     return 0
 
