@@ -131,3 +131,54 @@ def test_close_releases_the_head_a_fusion_loaded_itself_but_not_one_passed_in() 
     lent.close()
     assert abs(float(mine(x).sum()) - 1.0) < 1e-6  # the caller's head stays usable
     mine.close()
+
+
+def test_voice_pool_learns_from_leave_one_corpus_out_outputs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With the voice recipe's cv folder, the voice pool is its leave-one-corpus-out outputs (not the shipped
+    model's scores on its own training clips), split by speaker, with the runtime reliabilities."""
+    from affectlite.card import card_path_for, load_card
+    from affectlite.voice import DEFAULT_MODEL
+    from affectlite_convert.recipes.fusion import voice_pool
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("shipped voice model missing")
+    rng = np.random.default_rng(0)
+    spk = [f"ravdess:{a:02d}" for a in range(1, 21) for _ in range(7)] + ["tess:OAF"] * 7 + ["tess:YAF"] * 7
+    n = len(spk)
+    p = rng.dirichlet(np.ones(K), n)
+    cv = tmp_path / "cv"
+    cv.mkdir()
+    with pytest.raises(SystemExit, match="loco_outputs.npz"):
+        voice_pool(tmp_path, cv, None, tmp_path / "cache")
+    np.savez(cv / "loco_outputs.npz", probs=p, reliability=np.linspace(0.1, 0.9, n), y=np.tile(np.arange(K), n // K),
+             corpus=np.array([s.split(":")[0] for s in spk]), speaker=np.array(spk), gender=np.array([""] * n),
+             files=np.array([f"f{i}" for i in range(n)]))
+    pool = voice_pool(tmp_path, cv, None, tmp_path / "cache")
+    t = load_card(card_path_for(DEFAULT_MODEL)).temperature
+    logp = np.log(np.clip(p, 1e-6, 1)) / t
+    want = np.exp(logp - logp.max(1, keepdims=True))
+    np.testing.assert_allclose(pool.probs, want / want.sum(1, keepdims=True), atol=1e-6)
+    assert pool.rel.min() == pytest.approx(0.1) and pool.rel.max() == pytest.approx(0.9)
+    a_spk = {s for s, a in zip(spk, pool.half_a, strict=True) if a}
+    b_spk = {s for s, a in zip(spk, pool.half_a, strict=True) if not a}
+    assert not a_spk & b_spk and "tess:YAF" in a_spk and "tess:OAF" in b_spk
+    assert "leave-one-corpus-out" in pool.note
+
+
+def test_recipe_scores_obey_the_runtime_conflict_rule() -> None:
+    from affectlite_convert.recipes.fusion import late_fuse, limit_pairs
+
+    face = np.full(K, 0.02)
+    face[LABELS.index("sad")] = 0.88
+    voice = np.full(K, 0.02)
+    voice[LABELS.index("angry")] = 0.88
+    pairs = {"y": np.array([0]), "face_p": face[None] / face.sum(), "voice_p": voice[None] / voice.sum(),
+             "face_r": np.ones(1), "voice_r": np.ones(1)}
+    w = {"face": 1.0, "voice": 1.0, "text": 1.0}
+    fused = late_fuse(pairs, ("face", "voice"), w)[0]
+    cap = np.maximum(pairs["face_p"][0], pairs["voice_p"][0])
+    assert (fused <= cap + 1e-9).all() and fused.sum() == pytest.approx(1.0)
+    sure = np.zeros((1, K))
+    sure[0, LABELS.index("angry")] = 1.0
+    capped = limit_pairs(pairs, ("face", "voice"), w, sure)[0]
+    assert capped[LABELS.index("angry")] == pytest.approx(cap[LABELS.index("angry")])

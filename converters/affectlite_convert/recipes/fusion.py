@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from affectlite._io import atomic_write_text
-from affectlite.fusion import MODALITIES, FusionHead, fuse_probabilities, head_features, text_reliability
+from affectlite.fusion import (
+    MODALITIES,
+    FusionHead,
+    fuse_probabilities,
+    head_features,
+    limit_to_evidence,
+    text_reliability,
+)
 from affectlite.labels import LABELS
 from affectlite.options import FusionOptions
 from affectlite.results import TextResult
@@ -228,7 +235,19 @@ def late_fuse(pairs: dict[str, np.ndarray], subset: Sequence[str], weights: dict
     for i in range(n):
         probs = {m: pairs[f"{m}_p"][i] for m in subset}
         w = {m: weights[m] * float(pairs[f"{m}_r"][i]) for m in subset}
-        out[i] = fuse_probabilities(probs, w, pool=pool)[0]
+        fused, mw = fuse_probabilities(probs, w, pool=pool)
+        out[i] = limit_to_evidence(fused, {m: probs[m] for m in mw})  # the runtime's conflict rule
+    return out
+
+
+def limit_pairs(pairs: dict[str, np.ndarray], subset: Sequence[str], weights: dict[str, float],
+                fused: np.ndarray) -> np.ndarray:
+    """The runtime's conflict rule (:func:`affectlite.fusion.limit_to_evidence`) on fused rows of pairs, over the
+    modalities of ``subset`` that carry weight in each pair."""
+    out = np.empty_like(np.asarray(fused, np.float64))
+    for i in range(len(out)):
+        probs = {m: pairs[f"{m}_p"][i] for m in subset if weights[m] * float(pairs[f"{m}_r"][i]) > 0}
+        out[i] = limit_to_evidence(fused[i], probs)
     return out
 
 
@@ -425,9 +444,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         row["late_linear_pool"] = _score(y, late_fuse(pb, s, base, pool="linear"))
         row["late_tuned"] = _score(y, late_fuse(pb, s, tuned))
         xs = head_inputs(pb, s, base)
-        ph = np.stack([head(x) for x in xs])
+        ph = limit_pairs(pb, s, base, np.stack([head(x) for x in xs]))
         row["head_int8"] = _score(y, ph)
-        row["head_float"] = _score(y, _softmax(np.asarray(model.predict(xs, verbose=0), np.float64)))
+        row["head_float"] = _score(y, limit_pairs(pb, s, base,
+                                                  _softmax(np.asarray(model.predict(xs, verbose=0), np.float64))))
         # the runtime's "learned" strategy: the head for 2+ modalities, a single one passes through
         row["learned_int8"] = row["head_int8"] if len(s) >= 2 else row["late_default"]
         table[key] = row
