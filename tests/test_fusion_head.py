@@ -148,7 +148,7 @@ def test_voice_pool_learns_from_leave_one_corpus_out_outputs(tmp_path) -> None: 
     p = rng.dirichlet(np.ones(K), n)
     cv = tmp_path / "cv"
     cv.mkdir()
-    with pytest.raises(SystemExit, match="loco_outputs.npz"):
+    with pytest.raises(SystemExit, match=r"loco_outputs\.npz"):
         voice_pool(tmp_path, cv, None, tmp_path / "cache")
     np.savez(cv / "loco_outputs.npz", probs=p, reliability=np.linspace(0.1, 0.9, n), y=np.tile(np.arange(K), n // K),
              corpus=np.array([s.split(":")[0] for s in spk]), speaker=np.array(spk), gender=np.array([""] * n),
