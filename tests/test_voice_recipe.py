@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,67 @@ def test_validation_summary_tables_and_temperature(tmp_path: Path) -> None:
     m = recipe._card_metrics(rep)
     assert m["int8"]["uar"] == pytest.approx(rep["leave_speakers_out_mean_uar"]["int8"])
     assert recipe._weakest(rep)[0].startswith("Weakest classes, a leave-speakers-out")
+
+
+@pytest.mark.slow
+@pytest.mark.convert
+def test_recipe_end_to_end_on_two_tiny_corpora(tmp_path: Path) -> None:
+    """Two corpora (RAVDESS-named FLAC, TESS-named Ogg/Opus) -> leave-speakers-out + leave-one-corpus-out runs,
+    int8 through the runtime, the report, the LOCO outputs for the fusion recipe, and a final int8 model whose
+    card carries both tables and the feature statistics the runtime's reliability uses."""
+    pytest.importorskip("tensorflow")
+    sf = pytest.importorskip("soundfile")
+    from affectlite.card import card_path_for, load_card
+    from affectlite.options import VoiceOptions
+    from affectlite.voice import VoiceAnalyzer
+
+    rng = np.random.default_rng(0)
+    sr = 16000
+
+    def clip(label: int, spk: int) -> np.ndarray:
+        t = np.arange(int(sr * 1.2)) / sr
+        f0 = 110 + 25 * label + 7 * spk
+        x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) * (1 + np.sin(2 * np.pi * (2 + label) * t))
+        return (0.1 * x / np.abs(x).max() + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+    rav, tess = tmp_path / "rav", tmp_path / "tess"
+    codes = {"neutral": "01", "happy": "03", "sad": "04", "angry": "05"}
+    for actor in (1, 2, 3, 4):
+        for lab, code in codes.items():
+            for rep in (1, 2):
+                p = rav / f"Actor_{actor:02d}" / f"03-01-{code}-01-01-{rep:02d}-{actor:02d}.flac"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(p), clip(LABELS.index(lab), actor), sr)
+    for si, spk in enumerate(("OAF", "YAF")):
+        for lab in codes:
+            for word in ("back", "bar", "base"):
+                p = tess / spk / f"{spk}_{word}_{lab}.ogg"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(p), clip(LABELS.index(lab), 10 + si), sr, format="OGG", subtype="OPUS")
+    out = tmp_path / "out"
+    argv = ["--data", str(rav), "--data", str(tess), "--out", str(out), "--epochs", "2", "--folds", "2",
+            "--threads", "1", "--width", "0.25"]
+    assert recipe.main(argv) == 0
+    rep = json.loads((out / "cv" / "report.json").read_text())
+    assert set(rep["leave_speakers_out"]) == {"ravdess", "tess"} and set(rep["leave_one_corpus_out"]) == {"ravdess",
+                                                                                                         "tess"}
+    assert len(rep["leave_speakers_out"]["ravdess"]["folds"]) == 2
+    for table in ("leave_speakers_out", "leave_one_corpus_out"):
+        for v in rep[table].values():
+            assert 0.0 <= v["int8"]["uar_pooled"] <= 1.0 and set(v["int8"]["per_class_recall"]) == set(codes)
+    z = np.load(out / "cv" / "loco_outputs.npz")
+    assert z["probs"].shape == (32 + 24, len(LABELS)) and set(z["corpus"].tolist()) == {"ravdess", "tess"}
+    assert ((z["reliability"] >= 0) & (z["reliability"] <= 1)).all()
+    card = load_card(card_path_for(out / "voice.tflite"))
+    assert "leave_one_corpus_out" in card.metrics
+    assert "| tess | leave-one-corpus-out |" in card.metrics["table_markdown"]
+    assert "non-commercial" in card.training["terms"] and "TESS" in card.training["data"]
+    stats = card.calibration["feature_stats"]
+    assert len(stats["mean"]) == 128 and stats["distance_p95"] > 0
+    an = VoiceAnalyzer(VoiceOptions(model_path=str(out / "voice.tflite"), vad="none"))
+    r = an.classify_clip(clip(1, 1), sr)
+    an.close()
+    assert r is not None and r.feature_distance is not None and r.reliability is not None
+    # resumable: a second cv stage with the same settings trains nothing and gives the same report
+    assert recipe.main([*argv, "--stage", "cv"]) == 0
+    assert json.loads((out / "cv" / "report.json").read_text())["leave_one_corpus_out"] == rep["leave_one_corpus_out"]

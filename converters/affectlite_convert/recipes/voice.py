@@ -91,11 +91,29 @@ SPEEDS = (1.0, 0.9, 1.1)
 VARIANTS: tuple[tuple[str, float], ...] = (("speed", 1.0), ("speed", 0.9), ("speed", 1.1), ("mic", 0.0),
                                            ("mic", 1.0))
 VARIANT_P = (0.3, 0.15, 0.15, 0.2, 0.2)
+
+
+def make_variants(speeds: Sequence[float] = (0.9, 1.1), mic: bool = True) -> tuple[tuple[str, float], ...]:
+    """Feature variants: the clean clip first, then speed-perturbed copies, then two simulated microphones."""
+    out: list[tuple[str, float]] = [("speed", 1.0)] + [("speed", float(v)) for v in speeds if v != 1.0]
+    return tuple(out + ([("mic", 0.0), ("mic", 1.0)] if mic else []))
+
+
+def variant_probs(variants: Sequence[tuple[str, float]]) -> tuple[float, ...]:
+    """How often a training window comes from each variant: clean 0.3, speed copies 0.3 together and the
+    microphones 0.4 together (without microphones: clean 0.5, speed copies 0.5)."""
+    n_speed = sum(1 for k, v in variants if k == "speed" and v != 1.0)
+    n_mic = sum(1 for k, _ in variants if k == "mic")
+    clean, speed, mic = (0.3, 0.3, 0.4) if n_mic else (0.5, 0.5, 0.0)
+    if not n_speed:
+        clean, speed = clean + speed, 0.0
+    return tuple(clean if (k, v) == ("speed", 1.0) else (speed / n_speed if k == "speed" else mic / n_mic)
+                 for k, v in variants)
 EVAL_HOP_S = 0.5
 MODEL_NAME = "affectlite-voice"
 #: Training settings: chosen on the leave-one-corpus-out table (see the card's training.selection).
 DEFAULTS: dict[str, Any] = {"epochs": 30, "norm": "window_meanstd", "mic_aug": True, "arch": "cnn",
-                            "width": 1.0}
+                            "width": 1.0, "speeds": (0.9, 1.1)}
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -434,7 +452,8 @@ def build_model(seed: int = 0, arch: str = "cnn", width: float = 1.0) -> Any:
 
 def _train(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, epochs: int, seed: int,
            sample_w: np.ndarray, eval_idx: np.ndarray | None = None, eval_every: int = 5,
-           arch: str = "cnn", width: float = 1.0) -> tuple[Any, list[dict[str, float]]]:
+           arch: str = "cnn", width: float = 1.0,
+           variant_p: Sequence[float] | None = None) -> tuple[Any, list[dict[str, float]]]:
     import keras
 
     rng = np.random.default_rng(seed)
@@ -448,7 +467,7 @@ def _train(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, 
     hist: list[dict[str, float]] = []
     for ep in range(epochs):
         t0 = time.time()
-        X, Y, W = _epoch_data(rng, feats, train_idx, y, noise, sample_w)
+        X, Y, W = _epoch_data(rng, feats, train_idx, y, noise, sample_w, variant_p)
         h = model.fit(X, Y, sample_weight=W, batch_size=32, epochs=1, verbose=0, shuffle=True)
         rec = {"epoch": ep + 1, "loss": float(h.history["loss"][-1]), "s": round(time.time() - t0, 1)}
         if eval_idx is not None and ((ep + 1) % eval_every == 0 or ep + 1 == epochs):
@@ -696,6 +715,14 @@ def plan_runs(items: Sequence[SpeechFile], k: int = 5, which: str = "all") -> di
     return runs
 
 
+def _cfg_variants(cfg: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    return make_variants(tuple(cfg.get("speeds", (0.9, 1.1))), bool(cfg.get("mic_aug", True)))
+
+
+def _cfg_variant_p(cfg: dict[str, Any]) -> tuple[float, ...]:
+    return variant_probs(_cfg_variants(cfg))
+
+
 def _run_file(out: Path, name: str) -> Path:
     return out / "cv" / (name.replace(":", "_") + ".json")
 
@@ -722,7 +749,8 @@ def run_validation(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], o
             log.info("run %s: held %s (%d train clips, %d val clips)", name, plan["held"], len(tr), len(val))
             t0 = time.time()
             model, hist = _train(feats, y, tr, int(cfg["epochs"]), seed, balanced_weights(y, groups, tr),
-                                 eval_idx=val, arch=str(cfg["arch"]), width=float(cfg["width"]))
+                                 eval_idx=val, arch=str(cfg["arch"]), width=float(cfg["width"]),
+                                 variant_p=_cfg_variant_p(cfg))
             probs = _predict_clips(model, feats[0], val)
             res = {"run": name, "kind": plan["kind"], "corpus": plan["corpus"], "held": plan["held"],
                    "config": cfg, "history": hist, "train_s": round(time.time() - t0, 1),
@@ -877,7 +905,7 @@ def run_final(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], out: P
     idx = np.arange(len(items))
     t0 = time.time()
     model, hist = _train(feats, y, idx, int(cfg["epochs"]), int(cfg["seed"]) + 100, balanced_weights(y, groups, idx),
-                         arch=str(cfg["arch"]), width=float(cfg["width"]))
+                         arch=str(cfg["arch"]), width=float(cfg["width"]), variant_p=_cfg_variant_p(cfg))
     train_s = round(time.time() - t0, 1)
     model.save(out / "voice_float.keras")
     calib = _calibration_windows(feats[0], idx, 400, int(cfg["seed"]))
@@ -944,6 +972,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--norm", choices=af.NORMALISATIONS, default=DEFAULTS["norm"],
                     help="per-window normalisation of the log-mel (stored in the card)")
     ap.add_argument("--no-mic-aug", action="store_true", help="leave out the simulated-microphone variants")
+    ap.add_argument("--speeds", default=",".join(str(v) for v in DEFAULTS["speeds"]),
+                    help="comma-separated speed factors of the speed-perturbed copies (pitch and tempo)")
     ap.add_argument("--arch", choices=("cnn", "attn"), default=DEFAULTS["arch"])
     ap.add_argument("--width", type=float, default=DEFAULTS["width"])
     ap.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (at most one per speaker)")
@@ -964,9 +994,17 @@ def main(argv: list[str] | None = None) -> int:
     if not 2 <= args.epochs <= 500 or not 0.25 <= args.width <= 4:
         print("error: --epochs must be within 2..500 and --width within 0.25..4", file=sys.stderr)
         return 2
+    try:
+        speeds = sorted({float(v) for v in args.speeds.split(",") if v.strip()})
+    except ValueError:
+        speeds = [-1.0]
+    if any(not 0.5 <= v <= 2.0 for v in speeds):
+        print(f"error: --speeds must be comma-separated factors within 0.5..2, got {args.speeds!r}", file=sys.stderr)
+        return 2
     SPEC["normalisation"] = args.norm
     cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
-           "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items)}
+           "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items),
+           "speeds": speeds}
     log.info("%d clips: %s", len(items), {c: sum(f.corpus == c for f in items) for c in cfg["corpora"]})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -975,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    variants = VARIANTS if cfg["mic_aug"] else tuple(v for v in VARIANTS if v[0] == "speed")
+    variants = _cfg_variants(cfg)
     feats = _cache_features(items, Path(args.cache) if args.cache else out / "cache", variants)
     rep = None
     if args.stage in ("all", "cv"):
