@@ -111,6 +111,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.pretty:
             faces = ", ".join(f"#{f.track_id} {f.label} {f.confidence:.2f}" for f in r.faces) or "-"
             voice = f"{r.voice.label} {r.voice.confidence:.2f}" if r.voice else "-"
+            if r.voice is not None and r.voice.reliability is not None:
+                voice += f" (reliability {r.voice.reliability:.2f})"
             with lock:
                 out.write(f"{r.label:>8} {r.confidence:4.2f}  valence {r.valence:+.2f} arousal {r.arousal:.2f}"
                           f"  faces: {faces}  voice: {voice}\n")
