@@ -452,18 +452,19 @@ def test_head_features_layout() -> None:
     assert np.all(head_features({}, {}) == 0)
 
 
-def test_shipped_fusion_head_is_the_default_and_is_used_for_two_modalities() -> None:
+def test_default_strategy_follows_the_fusion_study_and_the_head_is_used_for_two_modalities() -> None:
     from affectlite.card import card_path_for, load_card
     from affectlite.fusion import DEFAULT_FUSION_HEAD, FusionHead, fuse_once
 
-    assert FusionOptions().strategy == "learned"
     card = load_card(card_path_for(DEFAULT_FUSION_HEAD))
     assert card.task == "fusion" and "study" in card.metrics
     study = card.metrics["study"]
-    assert study["learned_int8"] > max(study["late_default"], study["late_tuned"])  # why it is the default
+    # the default is what won the held-out study (with out-of-domain voice, late fusion did)
+    best = "learned" if study["learned_int8"] > max(study["late_default"], study["late_tuned"]) else "late"
+    assert FusionOptions().strategy == best
     head = FusionHead.load()
     pf, pv = np.array(onehotish("happy", 0.7)), np.array(onehotish("sad", 0.6))
-    learned = fuse_once(face_probs=pf, voice_probs=pv, head=head)
+    learned = fuse_once(face_probs=pf, voice_probs=pv, head=head, options=FusionOptions(strategy="learned"))
     late = fuse_once(face_probs=pf, voice_probs=pv, options=FusionOptions(strategy="late"))
     assert abs(sum(learned.probabilities) - 1.0) < 1e-6
     assert not np.allclose(learned.probabilities, late.probabilities, atol=1e-3)
@@ -522,7 +523,8 @@ def test_pipeline_warns_once_at_start_when_a_model_differs_from_the_heads(
 
     for path, warned in ((str(mine), True), (None, False)):
         o = PipelineOptions().replace(**{"camera.enabled": False, "audio.enabled": False,
-                                         "privacy.offline_guard": False, "text.model_path": path})
+                                         "privacy.offline_guard": False, "text.model_path": path,
+                                         "fusion.strategy": "learned"})
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="affectlite.pipeline"), \
                 EmotionPipeline(o, text_classifier_factory=Echo) as pipe:  # type: ignore[arg-type]

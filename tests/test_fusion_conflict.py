@@ -51,6 +51,15 @@ def shipped_head() -> FusionHead:
     return FusionHead.load()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_shipped_head() -> Any:
+    """The cached head is closed after this module (other tests count the model files held open)."""
+    yield
+    if shipped_head.cache_info().currsize:
+        shipped_head().close()
+        shipped_head.cache_clear()
+
+
 def _normalised(p: Any) -> np.ndarray:
     arr = np.clip(np.asarray(p, dtype=np.float64).reshape(-1), 0.0, None)
     out: np.ndarray = arr / arr.sum()
@@ -148,7 +157,8 @@ def _raw(monkeypatch: pytest.MonkeyPatch, call: Any) -> Any:
 @pytest.mark.parametrize("strategy,face,voice", [
     # late: log-pooling two modalities that each keep 0.45 on angry gives angry ~0.75 without the rule
     ("late", dist(rest=0.01, sad=0.5, angry=0.45), dist(rest=0.01, angry=0.5, happy=0.45)),
-    # learned: the shipped head turns a sad face (angry 0.3) and an angry voice (0.6) into angry ~0.8
+    # learned: the previous head turned a sad face (angry 0.3) and an angry voice (0.6) into angry ~0.8; the
+    # head retrained on out-of-domain voice outputs no longer does (the hypothesis tests cover it in general)
     ("learned", dist(sad=0.5, angry=0.3), dist(angry=0.6, sad=0.2)),
 ])
 def test_sad_face_and_angry_voice_never_give_a_surer_angry(monkeypatch: pytest.MonkeyPatch, strategy: str,
@@ -157,7 +167,8 @@ def test_sad_face_and_angry_voice_never_give_a_surer_angry(monkeypatch: pytest.M
     head = shipped_head() if strategy == "learned" else None
     both = max(face[IDX["angry"]], voice[IDX["angry"]])
     raw = _raw(monkeypatch, lambda: fuse_once(face_probs=face, voice_probs=voice, options=opts, head=head))
-    assert raw.probabilities[IDX["angry"]] > both + TOL  # the rule is needed for these inputs
+    if strategy == "late":
+        assert raw.probabilities[IDX["angry"]] > both + TOL  # the rule is needed for these inputs
     r = fuse_once(face_probs=face, voice_probs=voice, options=opts, head=head)
     assert r.probabilities[IDX["angry"]] <= both + 1e-9
     assert sum(r.probabilities) == pytest.approx(1.0, abs=1e-9)

@@ -373,7 +373,7 @@ def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> No
     """The real text model and fusion head are released by close(), not by garbage collection."""
     before = open_models()
     got: list[EmotionResult] = []
-    o = opts(**{"audio.enabled": False, "camera.enabled": False})
+    o = opts(**{"audio.enabled": False, "camera.enabled": False, "fusion.strategy": "learned"})
     pipe = EmotionPipeline(o, on_result=got.append)
     with pipe:
         pipe.push_text("what a wonderful surprise, I love it")
@@ -391,8 +391,10 @@ def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> No
 def test_classifier_close_releases_its_models_and_reloads_on_the_next_call() -> None:
     from affectlite import EmotionClassifier
 
+    from affectlite import PipelineOptions
+
     before = open_models()
-    clf = EmotionClassifier()
+    clf = EmotionClassifier(PipelineOptions().replace(**{"fusion.strategy": "learned"}))
     crop = np.full((48, 48), 128, np.uint8)  # a face crop (FER2013-like) is classified directly
     r1 = clf.classify(image=crop, text="I am so happy today")
     assert {"face.tflite", "text.tflite", "fusion.tflite"} <= open_models() - before

@@ -205,13 +205,15 @@ class FusionOptions:
     """How modalities are fused and smoothed.
 
     Attributes:
-        strategy: ``"learned"`` (default: the shipped int8 fusion head whenever two or more modalities
-            contribute, late fusion for a single one) or ``"late"`` (calibrated, reliability-weighted late
-            fusion). The head was trained on the outputs of the shipped face, voice and text models: with
-            your own models use ``"late"`` or retrain it (``affectlite train fusion``); a model other than
-            the ones recorded in the head's card is named in a warning at start. On held-out
-            pseudo-pairs the head scored mean macro-F1 0.820 over the multimodal subsets against 0.814
-            for late fusion (``docs/fusion.md``).
+        strategy: ``"late"`` (default: calibrated, reliability-weighted late fusion) or ``"learned"``
+            (the shipped int8 fusion head whenever two or more modalities contribute, late fusion for a
+            single one). Both obey the conflict rule (:func:`affectlite.fusion.limit_to_evidence`). The
+            head was trained on the outputs of the shipped face, voice and text models on data they never
+            saw (voice: leave-one-corpus-out outputs); with your own models use ``"late"`` or retrain it
+            (``affectlite train fusion``); a model other than the ones recorded in the head's card is named
+            in a warning at start. On held-out pseudo-pairs with out-of-domain voice, late fusion scored mean
+            macro-F1 0.750 over the multimodal subsets against 0.743 for the head (``docs/fusion.md``), so
+            late fusion is the default.
         weights: Base weight per modality.
         max_age_s: Evidence older than this is stale and dropped (per modality).
         half_life_s: Age decay half-life per modality.
@@ -221,7 +223,7 @@ class FusionOptions:
         voice_target: ``"primary"`` (largest, most central face) or ``"all"`` faces.
     """
 
-    strategy: str = "learned"
+    strategy: str = "late"
     weights: dict[str, float] = _d(face=1.0, voice=0.8, text=0.6)
     max_age_s: dict[str, float] = _d(face=1.0, voice=4.0, text=15.0)
     half_life_s: dict[str, float] = _d(face=0.5, voice=2.0, text=6.0)

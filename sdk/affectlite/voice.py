@@ -570,7 +570,9 @@ class VoiceAnalyzer:
         p = (np.asarray(probs) * w).sum(axis=0) / w.sum()
         p = p / p.sum()
         activity = float(speech.mean())
-        q = voice_quality(x[:max(n, 1)], activity, int(speech.sum()) * self._fl / SAMPLE_RATE,
+        # reliability: the speech share of the windows classified (silence around a clip costs nothing)
+        win_act = float(np.average([c[2] for c in chosen], weights=np.asarray(weights)))
+        q = voice_quality(x[:max(n, 1)], win_act, int(speech.sum()) * self._fl / SAMPLE_RATE,
                           float(np.mean(dists)) if dists else None, self.classifier.distance_p95)
         return VoiceResult(probabilities=tuple(float(v) for v in p),
                            voice_activity=activity, start_ns=0,
