@@ -389,9 +389,7 @@ def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> No
 
 @needs_proc_fd
 def test_classifier_close_releases_its_models_and_reloads_on_the_next_call() -> None:
-    from affectlite import EmotionClassifier
-
-    from affectlite import PipelineOptions
+    from affectlite import EmotionClassifier, PipelineOptions
 
     before = open_models()
     clf = EmotionClassifier(PipelineOptions().replace(**{"fusion.strategy": "learned"}))
