@@ -17,7 +17,8 @@ EXTRAS = {
     "convert": ["tensorflow-cpu==2.21.0", "onnx>=1.16", "tqdm>=4.60", "soundfile>=0.12",
                 "opencv-python-headless>=4.8,<5", "PyYAML>=6", "scipy>=1.10"],
     "dev": ["pytest>=8", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5", "types-PyYAML", "build>=1.2",
-            "scikit-image>=0.22", "psutil>=5.9", "pytest-benchmark>=4", "selenium>=4.20,<4.52", "paho-mqtt>=2"],
+            "scikit-image>=0.22", "psutil>=5.9", "pytest-benchmark>=4", "selenium>=4.20,<4.52", "paho-mqtt>=2",
+            "jsonschema>=4.18"],
 }
 EXTRAS["all"] = sorted({d for k, v in EXTRAS.items() if k not in ("tflite",) for d in v})
 
@@ -36,7 +37,7 @@ setup(
         "affectlite_convert", "affectlite_convert.recipes",
     ],
     package_data={"affectlite": ["py.typed", "models/*.tflite", "models/*.json", "models/*.npy",
-                                 "profiles/*.yaml", "data/*"],
+                                 "profiles/*.yaml", "data/*", "schemas/*.json"],
                   "affectlite_convert": ["py.typed", "templates/*"]},
     include_package_data=True,
     install_requires=["numpy>=1.24,<3", "PyYAML>=6"],
