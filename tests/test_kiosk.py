@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -240,6 +241,15 @@ def test_kiosk_app_adapts_the_screen_to_a_scripted_visitor(no_leaked_threads: No
     assert any(k == "stats" for k, _ in events)
     assert ("happy", "angry") in kiosk.changes or any(p == "happy" for p, _ in kiosk.changes)
     assert kiosk.results >= 60
+    # the source badge's data: the scripted camera is a custom source; it ran ("ok"), then its stream ended
+    # (the page connected once the pipeline ran: its first view is the "hello" snapshot)
+    sources = [d["sources"] if k == "hello" else d for k, d in events if k in ("hello", "sources")]
+    assert events[0][0] == "hello"
+    assert sources and all(d["microphone"]["state"] == "off" for d in sources)
+    cam_states = [d["camera"]["state"] for d in sources]
+    assert sources[0]["camera"]["kind"] == "custom" and sources[0]["camera"]["backend"] == "FakeCamera"
+    assert "ok" in cam_states and cam_states[-1] == "ended", cam_states
+    assert kiosk.hub.snapshot()["sources"]["camera"]["state"] == "ended"
 
 
 def test_kiosk_build_options_defaults_to_the_bundled_sample_media() -> None:
@@ -250,6 +260,86 @@ def test_kiosk_build_options_defaults_to_the_bundled_sample_media() -> None:
     assert opts.camera.loop and opts.privacy.offline_guard and opts.privacy.allow_loopback
     live = app.build_options(app.parse_args(["--live"]))
     assert live.camera.backend == "auto" and live.audio.enabled
+
+
+def test_describe_sources_names_each_source_kind_without_paths_or_urls(tmp_path: Path) -> None:
+    sample = app.describe_sources(app.build_options(app.parse_args([])))
+    assert {k: (v["kind"], v["backend"], v["name"], v["state"]) for k, v in sample.items()} == {
+        "camera": ("file", "opencv", "sample.mp4", "starting"),
+        "microphone": ("file", "file", "sample.wav", "starting")}
+    live = app.describe_sources(app.build_options(app.parse_args(["--live"])))
+    assert (live["camera"]["kind"], live["camera"]["name"]) == ("device", "0")
+    assert (live["microphone"]["kind"], live["microphone"]["name"]) == ("device", "default")
+    opts = PipelineOptions().replace(**{"camera.device": "rtsp://user:secret@10.0.0.5/stream",
+                                        "audio.enabled": False})
+    rtsp = app.describe_sources(opts)
+    assert rtsp["camera"]["kind"] == "stream" and "secret" not in json.dumps(rtsp)
+    assert rtsp["microphone"] == {"source": "microphone", "kind": "none", "backend": "", "name": "", "state": "off",
+                                  "detail": "disabled"}
+    folder = app.describe_sources(PipelineOptions().replace(**{"camera.device": str(tmp_path)}))
+    assert folder["camera"]["kind"] == "images" and folder["camera"]["name"] == tmp_path.name
+    assert app.describe_sources(PipelineOptions().replace(**{"camera.backend": "picamera2"}))["camera"]["kind"] \
+        == "csi"
+    custom = app.describe_sources(PipelineOptions(), camera=scripted_camera([("happy", 1)]))
+    assert custom["camera"]["kind"] == "custom" and custom["camera"]["name"] == "fake-camera"
+    assert app.describe_sources(PipelineOptions().replace(**{"face.enabled": False}))["camera"]["state"] == "off"
+
+
+def _get_state(srv: Any) -> dict[str, Any]:
+    c = _conn(srv)
+    c.request("GET", "/state")
+    r = c.getresponse()
+    assert r.status == 200
+    out: dict[str, Any] = json.loads(r.read())
+    c.close()
+    return out
+
+
+def test_state_has_the_source_status(server: Any) -> None:
+    """/state's ``sources``: kind and state of each source, following the pipeline's status changes."""
+    opts = app.build_options(app.parse_args([]))
+    kiosk = app.Kiosk(server.hub, sources=app.describe_sources(opts))
+    st = _get_state(server)["sources"]
+    assert set(st) == {"camera", "microphone"} and st["camera"]["kind"] == "file"
+    assert st["camera"]["state"] == st["microphone"]["state"] == "starting"
+    # the microphone fails to open before the pipeline reports it running: it stays absent
+    kiosk.on_status(app.SourceStatus("microphone", "absent", "no such file"))
+    kiosk.sources_started()
+    st = _get_state(server)["sources"]
+    assert (st["camera"]["state"], st["microphone"]["state"]) == ("ok", "absent")
+    assert st["microphone"]["detail"] == "no such file"
+    kiosk.on_status(app.SourceStatus("camera", "degraded", "read failed; reconnecting"))
+    assert _get_state(server)["sources"]["camera"]["state"] == "reconnecting"
+    kiosk.on_status(app.SourceStatus("camera", "degraded", "frames too dark"))
+    assert _get_state(server)["sources"]["camera"]["state"] == "degraded"
+    kiosk.on_status(app.SourceStatus("camera", "ok", "reconnected"))
+    assert _get_state(server)["sources"]["camera"] == {"source": "camera", "kind": "file", "backend": "opencv",
+                                                        "name": "sample.mp4", "state": "ok", "detail": "reconnected"}
+    kiosk.sources_stopped()
+    st = _get_state(server)["sources"]
+    assert (st["camera"]["state"], st["microphone"]["state"]) == ("stopped", "absent")
+    assert _get_state(server)["latest"]["status"] == {"source": "camera", "state": "ok", "detail": "reconnected"}
+
+
+def test_snapshot_page_embeds_the_state_safely(server: Any) -> None:
+    hub = server.hub
+    kiosk = app.Kiosk(hub, sources=app.describe_sources(app.build_options(app.parse_args([]))))
+    kiosk.on_result(result("happy"))
+    hub.publish("stats", {"note": "</script><script>alert(1)</script>"})
+    c = _conn(server)
+    c.request("GET", "/?snapshot=1")
+    r = c.getresponse()
+    body = r.read().decode()
+    assert r.status == 200 and "default-src 'none'" in r.getheader("Content-Security-Policy")
+    start = body.index('<script type="application/json" id="snapshot-data">') + len(
+        '<script type="application/json" id="snapshot-data">')
+    data = body[start:body.index("</script>", start)]
+    snap = json.loads(data)  # the injected text cannot close the data block early
+    assert snap["latest"]["stats"]["note"] == "</script><script>alert(1)</script>"
+    assert snap["history"][-1]["label"] == "happy" and snap["sources"]["camera"]["kind"] == "file"
+    c.request("GET", "/")
+    plain = c.getresponse().read().decode()
+    assert "snapshot-data" not in plain.replace('getElementById("snapshot-data")', "")
 
 
 # ------------------------------------------------------------------------------------------ browser
@@ -296,13 +386,18 @@ def test_dashboard_page_in_headless_chromium_updates_and_screenshots(server: Any
 
     drv = _browser()
     hub = server.hub
-    kiosk = app.Kiosk(hub, app.ScreenPolicy(dwell_s=0.0), max_rate_hz=0)
+    kiosk = app.Kiosk(hub, app.ScreenPolicy(dwell_s=0.0), max_rate_hz=0,
+                      sources=app.describe_sources(app.build_options(app.parse_args([]))))
     try:
         drv.get(server.url)
         body = drv.find_element("tag name", "body")
         _wait(lambda: body.get_attribute("data-connected") == "1")
         assert body.get_attribute("data-results") == "0"
         assert drv.find_element("id", "headline").text == "Hello there!"
+        assert drv.find_element("id", "status").text == "camera file: starting \u00b7 microphone file: starting"
+        kiosk.sources_started()
+        _wait(lambda: body.get_attribute("data-sources") == "ok")
+        assert drv.find_element("id", "status").text == "camera file: ok \u00b7 microphone file: ok"
         kiosk.on_sensing(True)
         _wait(lambda: body.get_attribute("data-sensing") == "1")
         assert "on" in drv.find_element("id", "sensing").get_attribute("class")
@@ -337,9 +432,16 @@ def test_dashboard_page_in_headless_chromium_updates_and_screenshots(server: Any
         for i in range(3):
             kiosk.on_result(result("angry", 0.8, t_ns=t0 + (41 + i) * 100_000_000))
         _wait(lambda: body.get_attribute("data-screen") == "angry")
+        # the camera drops out and comes back: the badge follows
+        kiosk.on_status(app.SourceStatus("camera", "degraded", "read failed; reconnecting"))
+        _wait(lambda: body.get_attribute("data-camera") == "reconnecting")
+        assert body.get_attribute("data-sources") == "warn"
+        assert "warn" in drv.find_element("id", "status-pill").get_attribute("class")
+        assert drv.find_element("id", "status").text.startswith("camera file: reconnecting")
         kiosk.on_status(app.SourceStatus("camera", "ok", "reconnected"))
         time.sleep(0.5)  # let the bar transitions finish
-        _wait(lambda: "camera: ok" in drv.find_element("id", "status").text)
+        _wait(lambda: "camera file: ok" in drv.find_element("id", "status").text)
+        assert body.get_attribute("data-sources") == "ok"
         shot = _screenshot_dir() / "kiosk-dashboard.png"
         assert drv.save_screenshot(str(shot))
         img = cv2.imread(str(shot))
@@ -354,6 +456,96 @@ def test_dashboard_page_in_headless_chromium_updates_and_screenshots(server: Any
         assert not severe, severe
     finally:
         drv.quit()
+
+
+HAPPY_RGB, WARN_RGB, OK_RGB = (0xF5, 0xB7, 0x00), (0xFF, 0x9F, 0x0A), (0x34, 0xC7, 0x59)  # index.html colours
+
+
+def _near(img_bgr: np.ndarray, rect: dict[str, float], rgb: tuple[int, int, int], tol: int = 24) -> int:
+    """Pixels within ``tol`` of ``rgb`` (every channel) inside an element's rect (CSS px = image px here)."""
+    x0, y0 = int(rect["x"]), int(rect["y"])
+    crop = img_bgr[y0:y0 + int(rect["height"]), x0:x0 + int(rect["width"])].astype(int)
+    target = np.array(rgb[::-1])
+    return int(np.all(np.abs(crop - target) <= tol, axis=-1).sum())
+
+
+def _cli_screenshot(url: str, out: Path) -> np.ndarray:
+    """``chromium --headless --screenshot`` (no selenium, no waiting for anything): the plain way to capture the
+    page that the issue's operator tried."""
+    import cv2
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs the Debian package chromium")
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                        "--disable-extensions", "--disable-dev-shm-usage", "--window-size=1280,800",
+                        f"--user-data-dir={tempfile.mkdtemp(prefix='kiosk-cli-')}", f"--screenshot={out}", url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and out.is_file(), r.stderr[-2000:]
+    img = cv2.imread(str(out))
+    assert img is not None
+    return img
+
+
+def test_snapshot_page_shows_results_and_sources_in_a_plain_chromium_screenshot(server: Any) -> None:
+    """``/?snapshot=1`` renders the latest state at load, without the event stream, so a screenshot taken
+    the moment the page has loaded shows the label, the bars, the timeline and the source badge."""
+    hub = server.hub
+    kiosk = app.Kiosk(hub, app.ScreenPolicy(dwell_s=0.0), max_rate_hz=0,
+                      sources=app.describe_sources(app.build_options(app.parse_args([]))))
+    kiosk.sources_started()
+    kiosk.on_sensing(True)
+    t0 = time.monotonic_ns()
+    for i in range(40):
+        kiosk.on_result(result("happy", conf=0.85, t_ns=t0 + i * 100_000_000))
+    kiosk.on_status(app.SourceStatus("microphone", "degraded", "input overflow; reconnecting"))
+    # an empty dashboard for the control: same page, nothing published
+    empty_hub = dash.EventHub()
+    empty = dash.DashboardServer(empty_hub, port=0).start()
+    drv = _browser()
+    try:
+        # the same viewport as the command-line screenshot below (1280x800), so element rects match its pixels
+        drv.get(empty.url + "?snapshot=1")
+        w, h = drv.execute_script("return [window.innerWidth, window.innerHeight]")
+        size = drv.get_window_size()
+        drv.set_window_size(size["width"] + 1280 - w, size["height"] + 800 - h)
+        drv.get(server.url + "?snapshot=1")   # no waiting: the state is there once the page has loaded
+        body = drv.find_element("tag name", "body")
+        assert body.get_attribute("data-snapshot") == "ready"
+        assert body.get_attribute("data-connected") == "0" and hub.client_count == 0  # no event stream
+        assert body.get_attribute("data-results") == "40" and body.get_attribute("data-label") == "happy"
+        assert drv.find_element("id", "label").text.lower() == "happy"
+        assert drv.find_element("id", "headline").text == app.SCREENS["happy"]["headline"]
+        assert drv.find_element("id", "status").text == "camera file: ok \u00b7 microphone file: reconnecting"
+        assert body.get_attribute("data-sources") == "warn" and body.get_attribute("data-microphone") == "reconnecting"
+        assert float(drv.find_element("id", "bar-fused-happy").get_attribute("data-value")) == 0.85
+        assert drv.execute_script("return window.kiosk.drawn") >= 1
+        assert drv.execute_script("return [window.innerWidth, window.innerHeight]") == [1280, 800]
+        rects = {k: drv.find_element(*loc).rect for k, loc in {
+            "label": ("id", "label"), "badge": ("id", "status-pill"), "bar": ("id", "bar-fused-happy"),
+            "track": ("css selector", "#group-fused .row:nth-of-type(2) .track"),
+            "timeline": ("id", "timeline")}.items()}
+        assert rects["bar"]["width"] > 0.8 * rects["track"]["width"]   # no transition from 0 still running
+        drv.get(empty.url + "?snapshot=1")
+        assert drv.find_element("id", "label").text == "-"
+        assert drv.find_element("id", "status").text == "sources: none"
+    finally:
+        drv.quit()
+    # the plain command-line screenshot an operator would take
+    shots = _screenshot_dir()
+    img = _cli_screenshot(server.url + "?snapshot=1", shots / "kiosk-snapshot.png")
+    assert img.shape[:2] == (800, 1280) and float(img.std()) > 20
+    assert _near(img, rects["label"], HAPPY_RGB) > 200, "the fused label is not drawn in the screenshot"
+    assert _near(img, rects["track"], HAPPY_RGB) > 0.7 * rects["track"]["width"] * rects["track"]["height"] * 0.8
+    assert _near(img, rects["timeline"], HAPPY_RGB) > 50, "no happy-coloured timeline pixels"
+    assert _near(img, rects["badge"], WARN_RGB, tol=16) >= 20, "the source badge's warning dot is missing"
+    assert _near(img, rects["badge"], OK_RGB, tol=16) == 0
+    # the control: the same checks fail on an empty dashboard
+    blank = _cli_screenshot(empty.url + "?snapshot=1", shots / "kiosk-snapshot-empty.png")
+    empty.close()
+    assert _near(blank, rects["label"], HAPPY_RGB) == 0 and _near(blank, rects["track"], HAPPY_RGB) == 0
+    assert _near(blank, rects["badge"], WARN_RGB, tol=16) == 0
 
 
 @pytest.mark.skipif(not shipped_models_present("face", "voice"), reason="shipped face/voice models not present yet")
@@ -380,7 +572,14 @@ def test_kiosk_on_the_sample_media_with_the_real_models_in_chromium() -> None:
         start = int(body.get_attribute("data-results") or 0)
         _wait(lambda: int(body.get_attribute("data-results") or 0) > start + 3, 40)  # live updates arrive
         assert body.get_attribute("data-label") in (*LABELS, "unknown")
+        # the badge: both sample files are running
+        assert drv.find_element("id", "status").text == "camera file: ok \u00b7 microphone file: ok"
         drv.save_screenshot(str(_screenshot_dir() / "kiosk-sample-media.png"))
+        drv.get(ready["url"] + "?snapshot=1")
+        body = drv.find_element("tag name", "body")
+        assert body.get_attribute("data-snapshot") == "ready" and int(body.get_attribute("data-results")) > 0
+        assert drv.find_element("id", "label").text.lower() in (*LABELS, "unknown")
+        assert "camera file: ok" in drv.find_element("id", "status").text
     finally:
         drv.quit()
         stop.set()

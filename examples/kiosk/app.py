@@ -12,6 +12,12 @@ not flicker), the fused label, per-modality bars (fused, face, voice, text), a 6
 sensing indicator (lit while the camera and microphone are analysed). Visitors can also type a sentence;
 it goes to ``pipeline.push_text`` and is never stored.
 
+The "sources" badge shows each source's kind (camera: file, device, stream, csi...; microphone: file,
+device...) and state (starting, ok, reconnecting, degraded, lost, absent, ended, stopped), also in ``GET /state``
+under ``sources``. ``/?snapshot=1`` renders the latest state straight into the page, without waiting for the
+event stream, for screenshots: ``chromium --headless --screenshot --window-size=1280,800 \
+http://127.0.0.1:8765/?snapshot=1``.
+
 Privacy: results only (labels, scores, ephemeral track ids, boxes) go to the page; nothing leaves the
 device, and the pipeline's offline guard stays on (loopback is allowed for the dashboard).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -54,6 +61,85 @@ SCREENS: dict[str, dict[str, str]] = {
 }
 LABEL_TO_SCREEN = {"neutral": "welcome", "happy": "happy", "surprise": "surprise", "sad": "sad", "fear": "fear",
                    "angry": "angry", "disgust": "disgust"}
+
+#: Source states the dashboard shows. ``starting``: configured, pipeline not running yet; ``off``: not used.
+SOURCE_STATES = ("starting", "ok", "reconnecting", "degraded", "lost", "absent", "ended", "stopped", "off")
+SOURCES = ("camera", "microphone")
+
+
+def _camera_kind(backend: str, device: object) -> tuple[str, str]:
+    dev = str(device)
+    if backend == "picamera2":
+        return "csi", dev
+    if backend == "images" or (backend == "auto" and os.path.isdir(dev)):
+        return "images", os.path.basename(dev.rstrip("/")) or dev
+    if backend == "synthetic":
+        return "synthetic", ""
+    if isinstance(device, int) or dev.isdigit() or dev.startswith("/dev/video"):
+        return "device", dev
+    if "://" in dev:
+        return "stream", dev.split("://", 1)[0]  # the scheme only: URLs may carry credentials
+    if "!" in dev:
+        return "gstreamer", ""
+    return "file", os.path.basename(dev)
+
+
+def _microphone_kind(backend: str, device: object) -> tuple[str, str]:
+    dev = "" if device is None else str(device)
+    if backend == "file" or (backend == "auto" and dev.lower().endswith((".wav", ".flac"))):
+        return "file", os.path.basename(dev)
+    if backend == "synthetic":
+        return "synthetic", ""
+    return "device", dev or "default"
+
+
+def describe_sources(opts: PipelineOptions, camera: object = None, microphone: object = None
+                     ) -> dict[str, dict[str, Any]]:
+    """What the pipeline will sense with, for the dashboard's source badge (before anything is opened).
+
+    Args:
+        opts: The pipeline options.
+        camera: The camera source passed to the pipeline instead of ``opts.camera``'s, if any.
+        microphone: The microphone source passed instead of ``opts.audio``'s, if any.
+
+    Returns:
+        ``{"camera": {...}, "microphone": {...}}``, each with ``source``, ``kind`` (``file``, ``device``,
+        ``stream``, ``csi``, ``gstreamer``, ``images``, ``synthetic``, ``custom``; ``none`` when off),
+        ``backend``, ``name`` (a file's base name, a device index; never a full path or URL), ``state``
+        (``starting``, or ``off`` when the source is not used) and ``detail``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    specs = (("camera", opts.camera.enabled and opts.face.enabled, camera, opts.camera.backend, opts.camera.device,
+              _camera_kind),
+             ("microphone", opts.audio.enabled and opts.voice.enabled, microphone, opts.audio.backend,
+              opts.audio.device, _microphone_kind))
+    for source, used, override, backend, device, kind_of in specs:
+        if not used:
+            out[source] = {"source": source, "kind": "none", "backend": "", "name": "", "state": "off",
+                           "detail": "disabled"}
+        elif override is not None:
+            out[source] = {"source": source, "kind": "custom", "backend": type(override).__name__,
+                           "name": str(getattr(override, "name", "")), "state": "starting", "detail": ""}
+        else:
+            kind, name = kind_of(backend, device)
+            out[source] = {"source": source, "kind": kind, "backend": backend, "name": name, "state": "starting",
+                           "detail": ""}
+    return out
+
+
+def source_state(s: SourceStatus) -> str:
+    """The dashboard state for a pipeline :class:`SourceStatus` (``degraded`` while reconnecting reads
+    ``reconnecting``).
+
+    Args:
+        s: The status change from ``on_status``.
+
+    Returns:
+        One of :data:`SOURCE_STATES`.
+    """
+    if s.state == "degraded" and "reconnecting" in s.detail:
+        return "reconnecting"
+    return s.state if s.state in SOURCE_STATES else "degraded"
 
 
 @dataclass
@@ -117,10 +203,12 @@ class Kiosk:
         policy: The screen policy.
         max_rate_hz: Most result events per second sent to the page (label changes always go out).
         clock: Monotonic clock in seconds (tests may pass a fake one).
+        sources: The sources (:func:`describe_sources`); default: none known (the badge says so).
     """
 
     def __init__(self, hub: EventHub, policy: ScreenPolicy | None = None, max_rate_hz: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sources: dict[str, dict[str, Any]] | None = None) -> None:
         self.hub = hub
         self.policy = policy or ScreenPolicy()
         self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
@@ -131,7 +219,31 @@ class Kiosk:
         self.results = 0
         self.changes: list[tuple[str, str]] = []
         self._lock = threading.Lock()  # the policy is fed from the dispatch thread and ticked from main
+        self._sources_lock = threading.Lock()
+        self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (sources or {}).items()}
         hub.publish("screen", {"screen": self.policy.screen, **SCREENS[self.policy.screen]})
+        self._publish_sources()
+
+    def _publish_sources(self) -> None:
+        with self._sources_lock:
+            snap = {k: dict(v) for k, v in self.sources.items()}
+        self.hub.publish("sources", snap)
+
+    def _set_sources(self, from_states: tuple[str, ...], to_state: str, detail: str) -> None:
+        with self._sources_lock:
+            for rec in self.sources.values():
+                if rec["state"] in from_states:
+                    rec["state"], rec["detail"] = to_state, detail
+        self._publish_sources()
+
+    def sources_started(self) -> None:
+        """Call once the pipeline runs: configured sources still ``starting`` are ``ok`` (one that failed to
+        open has said ``absent`` through ``on_status`` and stays so)."""
+        self._set_sources(("starting",), "ok", "")
+
+    def sources_stopped(self) -> None:
+        """Call once the pipeline has stopped: sources still running read ``stopped``."""
+        self._set_sources(("starting", "ok", "reconnecting", "degraded"), "stopped", "pipeline stopped")
 
     def on_result(self, r: EmotionResult) -> None:
         self.results += 1
@@ -149,7 +261,13 @@ class Kiosk:
         log.info("expression changed: %s -> %s", previous, r.label)
 
     def on_status(self, s: SourceStatus) -> None:
+        """Record a source's state change for the badge (``sources`` event) and pass it on (``status``)."""
+        with self._sources_lock:
+            rec = self.sources.setdefault(s.source, {"source": s.source, "kind": "unknown", "backend": "",
+                                                     "name": "", "state": "starting", "detail": ""})
+            rec["state"], rec["detail"] = source_state(s), s.detail
         self.hub.publish("status", {"source": s.source, "state": s.state, "detail": s.detail})
+        self._publish_sources()
 
     def on_sensing(self, active: bool) -> None:
         self.hub.publish("sensing", {"active": bool(active)})
@@ -221,7 +339,8 @@ def main(argv: Sequence[str] | None = None, *, pipeline_kwargs: dict[str, Any] |
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     opts = options or build_options(args)
     hub = EventHub()
-    kiosk = Kiosk(hub)
+    kw = pipeline_kwargs or {}
+    kiosk = Kiosk(hub, sources=describe_sources(opts, kw.get("camera"), kw.get("microphone")))
     stop = stop or threading.Event()
     pipe = EmotionPipeline(opts, on_result=kiosk.on_result, on_change=kiosk.on_change, on_error=kiosk.on_error,
                            on_status=kiosk.on_status, on_sensing=kiosk.on_sensing, **(pipeline_kwargs or {}))
@@ -231,6 +350,7 @@ def main(argv: Sequence[str] | None = None, *, pipeline_kwargs: dict[str, Any] |
         deadline = None if args.duration is None else time.monotonic() + args.duration
         try:
             with pipe:
+                kiosk.sources_started()
                 if on_ready is not None:
                     on_ready(server.url, kiosk)
                 while not stop.is_set():
@@ -240,6 +360,7 @@ def main(argv: Sequence[str] | None = None, *, pipeline_kwargs: dict[str, Any] |
                     kiosk.idle_tick()
                     if finished or (deadline is not None and time.monotonic() >= deadline):
                         break
+            kiosk.sources_stopped()
             kiosk.publish_stats(pipe.stats())
         except KeyboardInterrupt:
             print("kiosk: stopped", file=sys.stderr)

@@ -3,8 +3,12 @@
 * Binds to a loopback address only (``127.0.0.1`` by default); any other address is refused, and requests
   whose ``Host`` header is not a loopback name are rejected (defence against DNS rebinding).
 * ``GET /`` serves ``index.html`` (inline CSS/JS, no external assets; a Content-Security-Policy forbids
-  loading anything from elsewhere), ``GET /events`` is the SSE stream, ``GET /state`` a JSON snapshot,
-  ``POST /text`` hands a visitor's typed text to the app (the text is classified, never stored).
+  loading anything from elsewhere), ``GET /events`` is the SSE stream, ``GET /state`` a JSON snapshot
+  (including ``sources``: each source's kind and state), ``POST /text`` hands a visitor's typed text to the
+  app (the text is classified, never stored).
+* ``GET /?snapshot=1`` serves the page with the current snapshot embedded: it renders the latest result,
+  screen, sources and timeline at load, without opening the event stream (``<body data-snapshot="ready">``),
+  so ``chromium --headless --screenshot`` captures real content.
 * :class:`EventHub` fans events out to every connected page through bounded per-client queues (a slow
   page loses its oldest events; it never blocks the pipeline).
 
@@ -17,6 +21,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
@@ -34,6 +39,8 @@ __all__ = ["DashboardServer", "EventHub", "result_event"]
 log = logging.getLogger("kiosk.dashboard")
 
 PAGE = Path(__file__).with_name("index.html")
+#: Where ``/?snapshot=1`` embeds the snapshot in the page.
+SNAPSHOT_MARK = b"<!--SNAPSHOT-->"
 MAX_TEXT_BYTES = 2000
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -123,9 +130,15 @@ class EventHub:
             c.put(msg)
 
     def snapshot(self) -> dict[str, Any]:
-        """The latest event of each kind plus the recent result history (what ``/state`` returns)."""
+        """The latest event of each kind plus the recent result history (what ``/state`` returns).
+
+        Returns:
+            ``labels``, ``latest`` (event kind -> its latest data), ``sources`` (the latest ``sources`` event:
+            source -> kind and state; ``{}`` before any), ``history`` (result events) and ``clients``.
+        """
         with self._lock:
-            return {"labels": list(LABELS), "latest": dict(self._latest), "history": list(self._history),
+            return {"labels": list(LABELS), "latest": dict(self._latest),
+                    "sources": self._latest.get("sources", {}), "history": list(self._history),
                     "clients": len(self._clients)}
 
     @property
@@ -190,10 +203,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._host_ok():
             return
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, self.server.page_bytes(), "text/html; charset=utf-8",
-                       {"Content-Security-Policy": CSP})
+            snap = urllib.parse.parse_qs(query).get("snapshot", ["0"])[-1] not in ("", "0", "false", "no")
+            page = self.server.page_bytes(self.server.hub.snapshot() if snap else None)
+            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", {"Content-Security-Policy": CSP})
         elif path == "/events":
             self._events()
         elif path == "/state":
@@ -291,8 +305,14 @@ class _Server(ThreadingHTTPServer):
         self.stopping = threading.Event()
         super().__init__(addr, _Handler)
 
-    def page_bytes(self) -> bytes:
-        return self.page.read_bytes()
+    def page_bytes(self, snapshot: dict[str, Any] | None = None) -> bytes:
+        page = self.page.read_bytes()
+        if snapshot is None:
+            return page
+        # a JSON data block (never executed); "<" escaped so no "</script>" can end it early
+        data = json.dumps(snapshot, separators=(",", ":")).replace("<", "\\u003c").encode()
+        block = b'<script type="application/json" id="snapshot-data">' + data + b"</script>"
+        return page.replace(SNAPSHOT_MARK, block, 1)
 
 
 class DashboardServer:
