@@ -1011,8 +1011,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already initialised in this process (e.g. called from Python twice)
+        log.info("TensorFlow already initialised: --threads left as it is")
     variants = _cfg_variants(cfg)
     feats = _cache_features(items, Path(args.cache) if args.cache else out / "cache", variants)
     rep = None
