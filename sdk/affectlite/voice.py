@@ -46,6 +46,7 @@ __all__ = [
     "VoiceQuality",
     "eval_voice_main",
     "evaluate_voice",
+    "feature_descriptor",
     "feature_distance",
     "label_from_filename",
     "voice_quality",
@@ -58,6 +59,15 @@ _NS = 1_000_000_000
 _VAD_BATCH = 8  # frames scored together when no window is due (adds at most 0.24 s to a segment's end)
 _CLIP_LEVEL = 0.985  # |sample| at or above this counts as clipped
 _SNR_FRAME = 320     # 20 ms frames for the SNR estimate
+
+
+def feature_descriptor(features: np.ndarray) -> np.ndarray:
+    """Each mel band's mean and standard deviation over time of normalised window features
+    ``(..., frames, n_mels)`` -> ``(..., 2 * n_mels)``: what :func:`feature_distance` compares, and what the
+    training recipe summarises into the card's ``calibration.feature_stats``."""
+    f = np.asarray(features, np.float64)
+    out: np.ndarray = np.concatenate([f.mean(axis=-2), f.std(axis=-2)], axis=-1)
+    return out
 
 
 def feature_distance(features: np.ndarray, stats: Any) -> float | None:
@@ -74,8 +84,7 @@ def feature_distance(features: np.ndarray, stats: Any) -> float | None:
     if not isinstance(stats, dict) or "mean" not in stats or "std" not in stats:
         return None
     f = np.asarray(features, np.float64)
-    f = f.reshape(f.shape[0], -1)
-    d = np.concatenate([f.mean(axis=0), f.std(axis=0)])
+    d = feature_descriptor(f.reshape(f.shape[0], -1))
     mu = np.asarray(stats["mean"], np.float64)
     sd = np.asarray(stats["std"], np.float64)
     if mu.shape != d.shape or sd.shape != d.shape or not np.all(sd > 0):

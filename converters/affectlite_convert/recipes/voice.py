@@ -86,11 +86,6 @@ STRICTEST_TERMS = ("non-commercial use only: the strictest of the training corpo
                    "data or licence")
 
 SPEC: dict[str, Any] = dict(af.DEFAULT_SPEC)
-SPEEDS = (1.0, 0.9, 1.1)
-#: Feature variants cached per clip: (kind, parameter). Index 0 is the clean clip (evaluation, calibration).
-VARIANTS: tuple[tuple[str, float], ...] = (("speed", 1.0), ("speed", 0.9), ("speed", 1.1), ("mic", 0.0),
-                                           ("mic", 1.0))
-VARIANT_P = (0.3, 0.15, 0.15, 0.2, 0.2)
 
 
 def make_variants(speeds: Sequence[float] = (0.9, 1.1), mic: bool = True) -> tuple[tuple[str, float], ...]:
@@ -109,6 +104,12 @@ def variant_probs(variants: Sequence[tuple[str, float]]) -> tuple[float, ...]:
         clean, speed = clean + speed, 0.0
     return tuple(clean if (k, v) == ("speed", 1.0) else (speed / n_speed if k == "speed" else mic / n_mic)
                  for k, v in variants)
+
+
+#: Feature variants cached per clip (default settings): (kind, parameter). Index 0 is the clean clip
+#: (evaluation, calibration).
+VARIANTS = make_variants()
+VARIANT_P = variant_probs(VARIANTS)
 EVAL_HOP_S = 0.5
 MODEL_NAME = "affectlite-voice"
 #: Training settings: chosen on the leave-one-corpus-out table (see the card's training.selection).
@@ -504,19 +505,6 @@ def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
             "confusion_matrix": cm.tolist(), "labels": list(LABELS)}
 
 
-def _fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
-    logp = np.log(np.clip(probs, 1e-6, 1.0))
-    best, best_t = np.inf, 1.0
-    for t in np.exp(np.linspace(np.log(0.3), np.log(5.0), 80)):
-        z = logp / t
-        z = z - z.max(1, keepdims=True)
-        lp = z - np.log(np.exp(z).sum(1, keepdims=True))
-        nll = -lp[np.arange(len(y)), y].mean()
-        if nll < best:
-            best, best_t = nll, float(t)
-    return round(best_t, 3)
-
-
 # ------------------------------------------------------------------------------------------- quantising
 
 def _calibration_windows(feats0: list[np.ndarray], idx: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -531,20 +519,11 @@ def _calibration_windows(feats0: list[np.ndarray], idx: np.ndarray, n: int, seed
     return np.stack(out)[..., None].astype(np.float32)
 
 
-def feature_summary(windows: np.ndarray) -> np.ndarray:
-    """The out-of-distribution descriptor of normalised windows ``(n, frames, n_mels[, 1])``: per-band mean
-    and standard deviation over time, ``(n, 2 * n_mels)`` (the same as the runtime's
-    :func:`affectlite.voice.feature_distance` uses)."""
-    w = np.asarray(windows, np.float64).reshape(len(windows), windows.shape[1], -1)
-    out: np.ndarray = np.concatenate([w.mean(axis=1), w.std(axis=1)], axis=1)
-    return out
-
-
 def _feature_stats(feats0: list[np.ndarray], idx: np.ndarray, seed: int) -> dict[str, Any]:
-    from affectlite.voice import feature_distance
+    from affectlite.voice import feature_descriptor, feature_distance
 
     wins = _calibration_windows(feats0, idx, 2000, seed)
-    d = feature_summary(wins)
+    d = feature_descriptor(wins[..., 0])
     stats: dict[str, Any] = {"mean": [round(float(v), 5) for v in d.mean(axis=0)],
                              "std": [round(float(v), 5) for v in np.maximum(d.std(axis=0), 1e-3)]}
     dist = np.array([feature_distance(w[..., 0], stats) for w in wins[:500]])
