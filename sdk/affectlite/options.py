@@ -112,6 +112,9 @@ class FaceOptions:
         min_face_size: Smallest face side in pixels of the original frame (default: the expression model's
             48-pixel input; lower it for far-away faces at the cost of detection time).
         margin: Extra crop margin around the box, as a fraction of its size.
+        align: When the detector gives eye keypoints (BlazeFace, YuNet), rotate the crop so the eyes are level
+            and size it from the inter-ocular distance, like the training crops; boxes without keypoints
+            (Haar) are cropped from the box as before.
         score_threshold: Minimum detector score.
         track_iou: IoU to match a detection to a track.
         track_expiry_s: A track unseen this long is dropped (its id is never reused).
@@ -137,6 +140,7 @@ class FaceOptions:
     max_faces: int = 4
     min_face_size: int = 48
     margin: float = 0.15
+    align: bool = True
     score_threshold: float = 0.5
     track_iou: float = 0.3
     track_expiry_s: float = 1.0
