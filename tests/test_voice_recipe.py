@@ -56,6 +56,44 @@ def test_epoch_batch_shapes_labels_weights_and_normalisation() -> None:
     assert np.allclose(cal.reshape(4, -1).mean(axis=1), 0.0, atol=1e-4)
 
 
+def test_frequency_warp_moves_a_tone_by_the_factor_and_keeps_shape() -> None:
+    sr = 16000
+    t = np.arange(sr) / sr
+    hz = recipe.mel_bin_hz()
+    assert hz.shape == (64,) and np.all(np.diff(hz) > 0) and 50 < hz[0] < hz[-1] < 8000
+    L = af.log_mel((0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), recipe.SPEC)
+    peak = float(hz[L.mean(axis=0).argmax()])
+    assert np.array_equal(recipe.warp_frequency(L, 1.0), L)
+    for alpha in (0.8, 0.9, 1.15, 1.25):
+        W = recipe.warp_frequency(L, alpha)
+        assert W.shape == L.shape and W.dtype == np.float32 and np.isfinite(W).all()
+        moved = float(hz[W.mean(axis=0).argmax()])
+        assert abs(moved / peak - alpha) < 0.06, (alpha, peak, moved)  # one mel band is ~4% wide here
+    with pytest.raises(ValueError, match="> 0"):
+        recipe.warp_frequency(L, 0.0)
+    # training windows with a warp range: same shapes, finite, and different from the unwarped batch
+    rng_feats = np.random.default_rng(3)
+    T = af.n_frames(af.window_samples(recipe.SPEC), recipe.SPEC)
+    feats = [[(np.cumsum(rng_feats.standard_normal((T, 64)), axis=1) - 8).astype(np.float32) for _ in range(4)]]
+    y, w = np.arange(4), np.ones(4, np.float32)
+    a = recipe._epoch_data(np.random.default_rng(5), feats, np.arange(4), y, recipe._noise_shape(), w, (1.0,))
+    b = recipe._epoch_data(np.random.default_rng(5), feats, np.arange(4), y, recipe._noise_shape(), w, (1.0,),
+                           warp=(0.8, 1.2))
+    assert a[0].shape == b[0].shape and np.isfinite(b[0]).all() and not np.allclose(a[0], b[0])
+
+
+def test_warp_argument_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sf = pytest.importorskip("soundfile")
+    clip = tmp_path / "d" / "Actor_01" / "03-01-01-01-01-01-01.flac"
+    clip.parent.mkdir(parents=True)
+    sf.write(str(clip), np.zeros(16000, np.float32), 16000)
+    for bad in ("0.9", "1.2,0.8", "0.1,1.1", "a,b"):
+        capsys.readouterr()
+        assert recipe.main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--warp", bad]) == 2
+        assert "--warp must be LO,HI" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def _items() -> list[SpeechFile]:
     out = []
     for a in range(1, 11):  # 10 RAVDESS actors, odd = male

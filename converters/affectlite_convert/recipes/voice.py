@@ -111,10 +111,12 @@ def variant_probs(variants: Sequence[tuple[str, float]]) -> tuple[float, ...]:
 VARIANTS = make_variants()
 VARIANT_P = variant_probs(VARIANTS)
 EVAL_HOP_S = 0.5
+#: Share of training windows that get a frequency warp when a ``--warp`` range is set.
+WARP_P = 0.5
 MODEL_NAME = "affectlite-voice"
 #: Training settings: chosen on the leave-one-corpus-out table (see the card's training.selection).
 DEFAULTS: dict[str, Any] = {"epochs": 30, "norm": "window_meanstd", "mic_aug": True, "arch": "cnn",
-                            "width": 1.0, "speeds": (0.9, 1.1)}
+                            "width": 1.0, "speeds": (0.9, 1.1), "warp": ()}
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -344,6 +346,42 @@ def _crop(L: np.ndarray, start: int, T: int) -> np.ndarray:
     return np.concatenate([L[start:], pad], axis=0)[:T]
 
 
+def mel_bin_hz(spec: dict[str, Any] | None = None) -> np.ndarray:
+    """Centre frequencies (Hz) of the HTK-mel bands of a feature spec (default: the recipe's)."""
+    s = SPEC if spec is None else spec
+    lo, hi = (2595.0 * np.log10(1.0 + float(f) / 700.0) for f in (s["fmin"], s["fmax"]))
+    mels = np.linspace(lo, hi, int(s["n_mels"]) + 2)[1:-1]
+    out: np.ndarray = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    return out
+
+
+def warp_frequency(L: np.ndarray, alpha: float, spec: dict[str, Any] | None = None) -> np.ndarray:
+    """Vocal-tract-length perturbation of a log-mel matrix ``(frames, n_mels)``: the spectrum is scaled in
+    frequency by ``alpha`` (what sat at ``f`` Hz moves to ``alpha * f``; ``alpha < 1`` lowers formants and
+    harmonics, like a longer vocal tract and a lower voice), by linear interpolation between mel bands.
+    Bands whose source lies outside the analysed range repeat the nearest edge band.
+
+    Args:
+        L: Unnormalised log-mel, ``(frames, n_mels)``.
+        alpha: Warp factor (> 0; 1 leaves ``L`` unchanged).
+        spec: Feature spec of ``L`` (default: the recipe's).
+
+    Returns:
+        The warped log-mel, same shape, float32.
+    """
+    if not alpha > 0:
+        raise ValueError(f"warp factor must be > 0, got {alpha}")
+    hz = mel_bin_hz(spec)
+    mel = 2595.0 * np.log10(1.0 + hz / 700.0)
+    src = 2595.0 * np.log10(1.0 + (hz / alpha) / 700.0)
+    pos = np.clip(np.interp(src, mel, np.arange(hz.size, dtype=np.float64)), 0.0, hz.size - 1.0)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, hz.size - 1)
+    frac = (pos - i0).astype(np.float32)
+    out: np.ndarray = (L[:, i0] * (1.0 - frac) + L[:, i1] * frac).astype(np.float32)
+    return out
+
+
 def balanced_weights(y: np.ndarray, groups: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Per-clip training weights over ``idx``: every group (corpus) the same total, classes balanced within it.
 
@@ -363,7 +401,8 @@ def balanced_weights(y: np.ndarray, groups: np.ndarray, idx: np.ndarray) -> np.n
 
 def _epoch_data(rng: np.random.Generator, feats: list[list[np.ndarray]], idx: np.ndarray, y: np.ndarray,
                 noise: np.ndarray, sample_w: np.ndarray,
-                variant_p: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                variant_p: Sequence[float] | None = None,
+                warp: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     T = _n_frames()
     n = len(idx)
     X = np.empty((n, T, int(SPEC["n_mels"])), np.float32)
@@ -375,7 +414,10 @@ def _epoch_data(rng: np.random.Generator, feats: list[list[np.ndarray]], idx: np
     for j, i in enumerate(order):
         L = feats[int(rng.choice(len(feats), p=p))][i]
         start = int(rng.integers(0, max(1, L.shape[0] - T + 1)))
-        w = _augment_window(rng, _crop(L, start, T), noise)
+        w = _crop(L, start, T)
+        if len(warp) == 2 and rng.random() < WARP_P:  # log-uniform factor within the range
+            w = warp_frequency(w, float(np.exp(rng.uniform(np.log(warp[0]), np.log(warp[1])))))
+        w = _augment_window(rng, w, noise)
         X[j] = _spec_augment(rng, af.normalise(w, SPEC))
         Y[j, y[i]] = 1.0
         Wc[j] = sample_w[i]
@@ -454,7 +496,8 @@ def build_model(seed: int = 0, arch: str = "cnn", width: float = 1.0) -> Any:
 def _train(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, epochs: int, seed: int,
            sample_w: np.ndarray, eval_idx: np.ndarray | None = None, eval_every: int = 5,
            arch: str = "cnn", width: float = 1.0,
-           variant_p: Sequence[float] | None = None) -> tuple[Any, list[dict[str, float]]]:
+           variant_p: Sequence[float] | None = None,
+           warp: Sequence[float] = ()) -> tuple[Any, list[dict[str, float]]]:
     import keras
 
     rng = np.random.default_rng(seed)
@@ -468,7 +511,7 @@ def _train(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, 
     hist: list[dict[str, float]] = []
     for ep in range(epochs):
         t0 = time.time()
-        X, Y, W = _epoch_data(rng, feats, train_idx, y, noise, sample_w, variant_p)
+        X, Y, W = _epoch_data(rng, feats, train_idx, y, noise, sample_w, variant_p, warp)
         h = model.fit(X, Y, sample_weight=W, batch_size=32, epochs=1, verbose=0, shuffle=True)
         rec = {"epoch": ep + 1, "loss": float(h.history["loss"][-1]), "s": round(time.time() - t0, 1)}
         if eval_idx is not None and ((ep + 1) % eval_every == 0 or ep + 1 == epochs):
@@ -729,7 +772,7 @@ def run_validation(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], o
             t0 = time.time()
             model, hist = _train(feats, y, tr, int(cfg["epochs"]), seed, balanced_weights(y, groups, tr),
                                  eval_idx=val, arch=str(cfg["arch"]), width=float(cfg["width"]),
-                                 variant_p=_cfg_variant_p(cfg))
+                                 variant_p=_cfg_variant_p(cfg), warp=tuple(cfg.get("warp", ())))
             probs = _predict_clips(model, feats[0], val)
             res = {"run": name, "kind": plan["kind"], "corpus": plan["corpus"], "held": plan["held"],
                    "config": cfg, "history": hist, "train_s": round(time.time() - t0, 1),
@@ -884,7 +927,8 @@ def run_final(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], out: P
     idx = np.arange(len(items))
     t0 = time.time()
     model, hist = _train(feats, y, idx, int(cfg["epochs"]), int(cfg["seed"]) + 100, balanced_weights(y, groups, idx),
-                         arch=str(cfg["arch"]), width=float(cfg["width"]), variant_p=_cfg_variant_p(cfg))
+                         arch=str(cfg["arch"]), width=float(cfg["width"]), variant_p=_cfg_variant_p(cfg),
+                         warp=tuple(cfg.get("warp", ())))
     train_s = round(time.time() - t0, 1)
     model.save(out / "voice_float.keras")
     calib = _calibration_windows(feats[0], idx, 400, int(cfg["seed"]))
@@ -953,6 +997,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mic-aug", action="store_true", help="leave out the simulated-microphone variants")
     ap.add_argument("--speeds", default=",".join(str(v) for v in DEFAULTS["speeds"]),
                     help="comma-separated speed factors of the speed-perturbed copies (pitch and tempo)")
+    ap.add_argument("--warp", default=",".join(str(v) for v in DEFAULTS["warp"]),
+                    help="LO,HI: frequency-warp (vocal tract length) range applied to half of the training windows "
+                         "(e.g. 0.85,1.15; empty: none)")
     ap.add_argument("--arch", choices=("cnn", "attn"), default=DEFAULTS["arch"])
     ap.add_argument("--width", type=float, default=DEFAULTS["width"])
     ap.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (at most one per speaker)")
@@ -980,10 +1027,17 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0.5 <= v <= 2.0 for v in speeds):
         print(f"error: --speeds must be comma-separated factors within 0.5..2, got {args.speeds!r}", file=sys.stderr)
         return 2
+    try:
+        warp = [float(v) for v in args.warp.split(",") if v.strip()]
+    except ValueError:
+        warp = [-1.0]
+    if warp and (len(warp) != 2 or not 0.5 <= warp[0] < warp[1] <= 2.0):
+        print(f"error: --warp must be LO,HI with 0.5 <= LO < HI <= 2 (or empty), got {args.warp!r}", file=sys.stderr)
+        return 2
     SPEC["normalisation"] = args.norm
     cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
            "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items),
-           "speeds": speeds}
+           "speeds": speeds, **({"warp": warp} if warp else {})}
     log.info("%d clips: %s", len(items), {c: sum(f.corpus == c for f in items) for c in cfg["corpora"]})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
