@@ -140,6 +140,7 @@ def test_full_bench_on_the_sample_media(tmp_path: Path, capsys: pytest.CaptureFi
         assert p["frames_analysed"] > 0 and p["fps"] > 0 and p["results"] > 0
         assert 0 <= p["latency_ms_p50"] <= p["latency_ms_p95"]
         assert p["cpu_ms_per_frame"] > 0
+        assert p["frame_results_with_face"] > 0.5  # the sample shows one face throughout
     # the sample is 30 fps: paced, the camera cannot deliver much more than 30 frames per second
     assert rt["frames_captured"] / rt["duration_s"] <= 33
     # unpaced, every frame is analysed (the reader waits for the analysis instead of dropping); how many

@@ -354,13 +354,14 @@ def bench_pipeline(opts: Any, duration: float, pace: str,
     o = opts.replace(**{"camera.realtime": realtime, "camera.every_frame": not realtime, "audio.realtime": True,
                         "camera.loop": True, "audio.loop": True})
     frame_lat: list[float] = []
-    n_results = {"all": 0, "frames": 0, "voice": 0}
+    n_results = {"all": 0, "frames": 0, "voice": 0, "with_face": 0}
     errors: list[str] = []
 
     def on_result(r: EmotionResult) -> None:
         n_results["all"] += 1
         if r.frame_index >= 0:
             n_results["frames"] += 1
+            n_results["with_face"] += bool(r.faces)
             if r.capture_ns:
                 frame_lat.append((time.monotonic_ns() - r.capture_ns) / 1e6)
         elif r.voice is not None:
@@ -388,6 +389,8 @@ def bench_pipeline(opts: Any, duration: float, pace: str,
         "frames_captured": int(st.counts.get("camera", 0)), "frames_analysed": frames,
         "fps": round(frames / up, 2), "results": n_results["all"], "results_per_s": round(n_results["all"] / up, 2),
         "voice_results": int(st.counts.get("voice", 0)),
+        "frame_results_with_face": (round(n_results["with_face"] / n_results["frames"], 4)
+                                    if n_results["frames"] else None),
         "latency_ms_p50": round(float(lat["median_ms"]), 2) if lat else None,
         "latency_ms_p95": round(float(lat["p95_ms"]), 2) if lat else None,
         "latency_all_results_ms_p95": round(st.latency_ms_p95, 2),
