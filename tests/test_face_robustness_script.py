@@ -204,7 +204,7 @@ def test_scoring_on_hand_made_cases() -> None:
     assert drop["drop_points"] == 50.0 and drop["se_points"] > 0
 
 
-def test_evaluate_and_report_with_stub_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluate_and_report_with_stub_detectors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An oracle detector scores recall 1 and the crop's label; an empty one 0; the report and table follow."""
     face = np.random.default_rng(1).integers(0, 255, size=(48, 48), dtype=np.uint8)
     bg = np.full((480, 640), 90, dtype=np.uint8)
@@ -244,6 +244,21 @@ def test_evaluate_and_report_with_stub_detectors(monkeypatch: pytest.MonkeyPatch
     md = fr.markdown(rep, configs, meta)
     assert "| rot +30 | 100.0 / 0.00 | 0.0 / 0.00 |" in md
     assert "| oracle | 100.0 | +0.0 +- 0.0 |" not in md and "| oracle | 100.0 |" in md
+
+    # the model card keeps a compact copy; the card stays valid and nothing else in it changes
+    shipped = Path(fr.ROOT) / "sdk" / "affectlite" / "models" / "face.card.json"
+    card = tmp_path / "face.card.json"
+    card.write_text(shipped.read_text())
+    meta["options"]["blind"] = meta["options"]["oracle"]
+    fr.update_card(card, fr.card_summary(rep, meta))
+    before, after = json.loads(shipped.read_text()), json.loads(card.read_text())
+    rob = after["metrics"].pop("robustness")
+    before["metrics"].pop("robustness", None)
+    assert after == before
+    assert rob["conditions"]["rot 0"]["oracle"]["recall"] == 1.0 and rob["rotation_check"]["blind"]
+    from affectlite.card import load_card
+
+    assert load_card(card).metrics["robustness"]["n_per_condition"] == 4
 
 
 def test_end_to_end_tiny_run(shared_datasets: Path, tmp_path: Path) -> None:
