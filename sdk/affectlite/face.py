@@ -4,7 +4,8 @@
   ``models/face.tflite``) on face crops, preprocessed exactly as its card says (:mod:`affectlite.preprocess`).
 - :class:`FaceAnalyzer` turns video frames into :class:`~affectlite.results.FaceResult` tuples: detection
   every ``detect_every`` frames on a frame downscaled to ``detect_width``, IoU tracking with ephemeral ids in
-  between, crops with a margin, classification and optional per-track smoothing. Used by one thread.
+  between, crops (eye-aligned from the detector's keypoints when ``align`` is on, else the box with a margin;
+  :func:`affectlite.preprocess.face_crop`), classification and optional per-track smoothing. Used by one thread.
 - :func:`evaluate_face` / :func:`eval_face_main` score a model on a folder of labelled face images
   (``affectlite eval face --data DIR``).
 
@@ -14,7 +15,6 @@ Results are estimates of the displayed facial expression, not of felt emotion.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -33,7 +33,7 @@ from .errors import BackendNotInstalledError, InputError, ModelCardError, ModelL
 from .labels import LABELS, canonical_label
 from .model import Model
 from .options import FaceOptions
-from .preprocess import ImageSpec, crop_box, parse_image_spec, prepare_face
+from .preprocess import ImageSpec, face_crop, parse_image_spec, prepare_face
 from .results import Box, FaceResult
 from .tracking import IoUTracker
 
@@ -148,8 +148,7 @@ class FaceExpressionClassifier:
 
 
 def _default_of(name: str) -> Any:
-    f = {x.name: x for x in dataclasses.fields(FaceOptions)}[name]
-    return f.default
+    return FaceOptions.model_fields[name].default
 
 
 class FaceAnalyzer:
@@ -258,6 +257,15 @@ class FaceAnalyzer:
             small = np.clip(np.rint(resize(img, size, "area")), 0, 255).astype(np.uint8)
         return small, img.shape[1] / small.shape[1]
 
+    def crop(self, frame: np.ndarray, box: Sequence[float],
+             landmarks: Sequence[Sequence[float]] = ()) -> np.ndarray:
+        """The crop given to the expression model for one face (:func:`affectlite.preprocess.face_crop`).
+
+        Eye-aligned when ``options.align`` is on and the detector gave keypoints (BlazeFace); otherwise the
+        box with :attr:`margin`. The crop stays inside this process: results carry boxes and labels only.
+        """
+        return face_crop(frame, box, landmarks, margin=self.margin, align=self.options.align)
+
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Detections in frame pixels, filtered by score and ``min_face_size``, largest first."""
         img = check_image(frame)
@@ -300,8 +308,7 @@ class FaceAnalyzer:
         tracks = tracks[: self.options.max_faces]
         if not tracks:
             return ()
-        margin = self.margin
-        crops = [crop_box(img, t.box.x, t.box.y, t.box.w, t.box.h, margin) for t in tracks]
+        crops = [self.crop(img, (t.box.x, t.box.y, t.box.w, t.box.h), t.landmarks) for t in tracks]
         probs = self.classifier.classify_crops(crops)
         h, w = img.shape[:2]
         return tuple(FaceResult(track_id=t.track_id, box=_clip_box(t.box, w, h), detection_score=float(t.score),
@@ -343,8 +350,7 @@ class FaceAnalyzer:
         dets = self.detect(img)[: self.options.max_faces]
         if not dets:
             return ()
-        margin = self.margin
-        crops = [crop_box(img, d.x, d.y, d.w, d.h, margin) for d in dets]
+        crops = [self.crop(img, (d.x, d.y, d.w, d.h), d.landmarks) for d in dets]
         probs_all = self.classifier.classify_crops(crops)
         return tuple(FaceResult(i, _clip_box(Box(d.x, d.y, d.w, d.h), w, h), float(d.score), p, 0)
                      for i, (d, p) in enumerate(zip(dets, probs_all, strict=True)))

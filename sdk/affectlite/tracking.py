@@ -1,6 +1,7 @@
 """IoU face tracking with ephemeral ids, expiry and per-track probability smoothing.
 
-No face embeddings and nothing identifying: a track is a box, a score, a short motion estimate and the
+No face embeddings and nothing identifying: a track is a box, a score, a short motion estimate, the
+detector's keypoints (eyes, nose...: relative to the box, used only to align the crop; never reported) and the
 smoothed expression probabilities. Ids count up from 1 within one :class:`IoUTracker` and are never reused;
 they mean "the same box-shaped region in consecutive frames", not "the same person".
 
@@ -45,6 +46,8 @@ class Track:
         velocity: Box ``(dx, dy, dw, dh)`` per second, from the last two matches.
         probs: Smoothed expression probabilities (``None`` until the first classification).
         detected_box: The box of the last matching detection.
+        keypoints: The last matching detection's keypoints as fractions of its box (``(0, 0)`` = top left),
+            so they follow the box between detections; ``()`` when the detector gives none (Haar).
     """
 
     track_id: int
@@ -59,10 +62,17 @@ class Track:
     velocity: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     probs: np.ndarray | None = field(default=None, repr=False)
     detected_box: Box = field(default=Box(0.0, 0.0, 0.0, 0.0), repr=False)
+    keypoints: tuple[tuple[float, float], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.detected_box.area == 0.0:
             self.detected_box = self.box
+
+    @property
+    def landmarks(self) -> tuple[tuple[float, float], ...]:
+        """The keypoints in frame pixels, placed on the current (possibly predicted) box."""
+        b = self.box
+        return tuple((b.x + u * b.w, b.y + v * b.h) for u, v in self.keypoints)
 
     @property
     def active(self) -> bool:
@@ -138,7 +148,7 @@ class IoUTracker:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            self._match(self._tracks[ti], boxes[di], dets[di].score, timestamp_ns)
+            self._match(self._tracks[ti], boxes[di], dets[di].score, timestamp_ns, _relative(dets[di]))
         for ti, t in enumerate(self._tracks):
             if ti not in used_t:
                 t.missed += 1
@@ -146,7 +156,7 @@ class IoUTracker:
         for di, b in enumerate(boxes):
             if di not in used_d:
                 self._tracks.append(Track(next(self._ids), b, float(dets[di].score), timestamp_ns, timestamp_ns,
-                                          confirmed=self.min_hits <= 1))
+                                          confirmed=self.min_hits <= 1, keypoints=_relative(dets[di])))
         # keep the largest active confirmed tracks, then the tentative ones, then those not seen this pass
         self._tracks.sort(key=lambda t: (t.missed, not t.confirmed, -t.box.area))
         del self._tracks[2 * self.max_tracks:]
@@ -180,7 +190,8 @@ class IoUTracker:
         q = track.probs / s if s > 0 else track.probs
         return tuple(float(v) for v in q)
 
-    def _match(self, t: Track, b: Box, score: float, ts: int) -> None:
+    def _match(self, t: Track, b: Box, score: float, ts: int,
+               keypoints: tuple[tuple[float, float], ...] = ()) -> None:
         dt = (ts - t.last_seen_ns) / 1e9
         if dt > 0:
             a = t.detected_box  # where the last detection put it (predict() may have moved t.box)
@@ -188,6 +199,7 @@ class IoUTracker:
             t.velocity = tuple(0.5 * o + 0.5 * n for o, n in zip(t.velocity, raw, strict=True))  # type: ignore[assignment]
         t.box = b
         t.detected_box = b
+        t.keypoints = keypoints
         t.score = float(score)
         t.last_seen_ns = ts
         t.last_update_ns = ts
@@ -198,3 +210,10 @@ class IoUTracker:
 
     def _expire(self, ts: int) -> None:
         self._tracks = [t for t in self._tracks if ts - t.last_seen_ns <= self.expiry_ns]
+
+
+def _relative(d: Detection) -> tuple[tuple[float, float], ...]:
+    """A detection's keypoints as fractions of its box."""
+    if not d.landmarks or d.w <= 0 or d.h <= 0:
+        return ()
+    return tuple(((x - d.x) / d.w, (y - d.y) / d.h) for x, y in d.landmarks)

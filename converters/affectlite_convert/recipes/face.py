@@ -70,7 +70,7 @@ import numpy as np
 from affectlite._io import atomic_write_bytes, atomic_write_text
 from affectlite.labels import LABELS, canonical_label
 
-__all__ = ["IMAGE_SIZE", "PREPROCESSING", "build_model", "load_split", "main", "train"]
+__all__ = ["IMAGE_SIZE", "PREPROCESSING", "align_crops", "build_model", "load_split", "main", "train"]
 
 IMAGE_SIZE = 48
 #: Channels of stages 1-4 of each architecture family of :func:`build_model`, in multiples of ``width``.
@@ -146,6 +146,77 @@ def load_split(data_dir: str | os.PathLike[str], split: str,
         np.savez(tmp, x=x, y=y)
         os.replace(tmp, cache)
     return x, y
+
+
+def align_crops(images: np.ndarray, detector: Any = None, *, pad: float = 0.5,
+                upscale: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Eye-align face crops with the runtime's own code (:func:`affectlite.preprocess.face_crop`).
+
+    Each crop is padded with grey (``pad`` of its side on every side) and enlarged ``upscale`` times so that
+    BlazeFace sees a whole face (the settings under which the canonical eye positions were measured, see
+    :data:`affectlite.preprocess.ALIGN_EYE_Y`); its keypoints are mapped back to the crop, which is then cut
+    by ``face_crop(..., align=True)`` and reduced to ``IMAGE_SIZE`` with the runtime's area resize and
+    rounding, so a training image is exactly what :func:`affectlite.preprocess.prepare_face` would compute
+    before normalising. Crops without a detection are kept as they are.
+
+    Args:
+        images: ``(N, H, W)`` uint8 grey crops.
+        detector: A face detector (default: BlazeFace, score threshold 0.5).
+        pad: Grey border added before detection, fraction of the side.
+        upscale: Enlargement before detection.
+
+    Returns:
+        ``(aligned, found)``: ``(N, IMAGE_SIZE, IMAGE_SIZE)`` uint8 and a bool mask of crops that had keypoints.
+    """
+    import cv2
+
+    from affectlite.detectors import create_detector
+    from affectlite.preprocess import face_crop, resize, to_grey
+
+    det = detector if detector is not None else create_detector("blazeface", score_threshold=0.5, min_size=1)
+    out = np.empty((len(images), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    found = np.zeros(len(images), dtype=bool)
+    margin = float(PREPROCESSING["crop_margin"])
+    for i, im in enumerate(images):
+        g = np.asarray(im, dtype=np.uint8)
+        h, w = g.shape[:2]
+        p = round(pad * max(h, w))
+        big = cv2.copyMakeBorder(g, p, p, p, p, cv2.BORDER_CONSTANT, value=128)
+        big = cv2.resize(big, (big.shape[1] * upscale, big.shape[0] * upscale), interpolation=cv2.INTER_CUBIC)
+        dets = [d for d in det.detect(np.repeat(big[:, :, None], 3, axis=2)) if len(d.landmarks) >= 2]
+        if dets:
+            d = max(dets, key=lambda d: d.score)
+            back = [(x / upscale - p, y / upscale - p) for x, y in d.landmarks]
+            box = (d.x / upscale - p, d.y / upscale - p, d.w / upscale, d.h / upscale)
+            crop = face_crop(g, box, back, margin=margin, align=True)
+            found[i] = True
+        else:
+            crop = g
+        out[i] = np.clip(np.rint(resize(to_grey(crop), (IMAGE_SIZE, IMAGE_SIZE), "area")), 0, 255).astype(np.uint8)
+    if detector is None:
+        det.close()
+    return out, found
+
+
+def aligned_cache(data_dir: str, cache_dir: str) -> str:
+    """Write eye-aligned copies of the train and public_test splits where :func:`load_split` finds them.
+
+    Returns the cache folder to pass as ``cache_dir`` to every stage (training, distillation, averaging and
+    the int8 calibration then all see aligned crops, like the runtime with ``face.align: true``).
+    """
+    dest = Path(cache_dir) / "aligned"
+    for split in ("train", "public_test"):
+        f = dest / f"fer_{split}_{IMAGE_SIZE}.npz"
+        if f.is_file():
+            continue
+        x, y = load_split(data_dir, split, cache_dir)
+        xa, found = align_crops(x)
+        print(f"aligned {split}: {int(found.sum())} of {len(found)} crops had eye keypoints", flush=True)
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp.npz")
+        np.savez(tmp, x=xa, y=y)
+        os.replace(tmp, f)
+    return str(dest)
 
 
 def normalise(x_uint8: Any) -> Any:
@@ -931,7 +1002,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kd-alpha", type=float, default=0.3, help="distillation: weight of the one-hot label")
     p.add_argument("--kd-temperature", type=float, default=1.0, help="distillation: teacher temperature")
     p.add_argument("--no-convert", action="store_true", help="train only")
+    p.add_argument("--align", action="store_true", help="train, validate and calibrate on eye-aligned crops "
+                   "(BlazeFace keypoints through affectlite.preprocess.face_crop, as the runtime with face.align)")
     a = p.parse_args(list(argv) if argv is not None else None)
+    if a.align:
+        a.cache = aligned_cache(a.data, a.cache if a.cache is not None else str(Path(a.out) / "cache"))
     if a.init and not a.teacher:
         p.error("--init needs at least one --teacher (distillation fine-tunes --init towards the teachers)")
     if a.stage5 < 0:
