@@ -300,7 +300,7 @@ def test_restricted_contexts_accept_declared_purpose(ctx: str, purpose: str) -> 
 
 
 def test_unknown_context_is_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"office.*allowed: public"):
+    with pytest.raises(ConfigError, match=r"deployment_context: .office. is not allowed; choose one of: public"):
         check_deployment(PrivacyOptions(deployment_context="office"))
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import filecmp
+import json
 import re
 import subprocess
 import sys
 import textwrap
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,9 @@ import pytest
 import yaml
 
 from affectlite import PipelineOptions, ProfileError
+from affectlite import _validation as V
 from affectlite import profiles as P
+from affectlite.options import ProfileDocument
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = P.bundled_profiles_dir()
@@ -105,30 +106,184 @@ def test_jetson_usb_example_extends_orin() -> None:
 # ------------------------------------------------------------------------------------ schema drift
 
 
-def test_constraints_name_real_fields_and_cover_every_key() -> None:
-    schema = P._option_schema()
-    fields = {f"{s}.{k}" for s, keys in schema.items() for k in keys}
-    assert set(P._CONSTRAINTS) <= fields, set(P._CONSTRAINTS) - fields
-    assert set(P._FREE_TEXT) <= fields, set(P._FREE_TEXT) - fields
-    for name in sorted(fields):
-        sec, key = name.split(".")
-        spec = schema[sec][key]
-        if "int" in spec.kinds or "float" in spec.kinds or "dict[str,float]" in spec.kinds:
-            assert spec.range is not None, f"{name} has no range"
-        if "str" in spec.kinds or "list[str]" in spec.kinds:
-            assert spec.choices is not None or name in P._FREE_TEXT, f"{name} needs choices or _FREE_TEXT"
+def test_every_key_has_a_range_or_choices_in_the_schema() -> None:
+    """Numbers have both bounds, text has choices or must be non-empty: nothing is left unchecked."""
+    root = P.json_schema()
+    for sec, model in PipelineOptions.section_types().items():
+        for key in model.model_fields:
+            node = V.node_at(root, (sec, key))
+            assert node is not None and node.get("description"), f"{sec}.{key} has no description"
+            for alt in V.alternatives(root, node):
+                items = V.alternatives(root, alt.get("items", {})) if alt.get("type") == "array" else [alt]
+                values = [V._deref(root, alt["additionalProperties"])] if isinstance(
+                    alt.get("additionalProperties"), dict) else items
+                for a in values:
+                    if a.get("type") in ("integer", "number"):
+                        assert {"minimum", "exclusiveMinimum"} & set(a) and {"maximum", "exclusiveMaximum"} & set(a), \
+                            f"{sec}.{key} has no range"
+                    if a.get("type") == "string" and f"{sec}.{key}" != "privacy.declared_purpose":  # "": none
+                        assert "enum" in a or "pattern" in a, f"{sec}.{key} accepts any string"
 
 
-def test_schema_is_derived_from_the_option_dataclasses() -> None:
-    hints = typing.get_type_hints(PipelineOptions)
-    for sec in PipelineOptions.SECTIONS:
-        cls = hints[sec]
-        assert list(P._option_schema()[sec]) == [f.name for f in dataclasses.fields(cls)]
+def test_schema_is_derived_from_the_option_models() -> None:
+    root = P.json_schema()
+    assert list(PipelineOptions.SECTIONS) == [s for s in ProfileDocument.model_fields if s in PipelineOptions.SECTIONS]
+    assert set(ProfileDocument.model_fields) == {*PipelineOptions.SECTIONS, *P.PROFILE_ONLY_KEYS}
+    for sec, model in PipelineOptions.section_types().items():
+        node = V.node_at(root, (sec,))
+        assert node is not None
+        assert list(V.alternatives(root, node)[0]["properties"]) == list(model.model_fields)
+    assert "align" in PipelineOptions.section_types()["face"].model_fields
+
+
+def test_shipped_backends_match_the_interpreter_registry() -> None:
+    from affectlite.interpreters import BACKENDS
+    from affectlite.options import SHIPPED_BACKENDS
+
+    assert ("auto", *BACKENDS) == SHIPPED_BACKENDS
 
 
 def test_docs_reference_table_is_current() -> None:
     doc = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
-    assert P.schema_markdown() in doc, "regenerate with: python -m affectlite.profiles schema"
+    assert P.schema_markdown() in doc, "regenerate with: affectlite profile reference"
+
+
+# ------------------------------------------------------------------------------------ JSON Schema
+
+MODELINE = "# yaml-language-server: $schema=../schemas/profile.schema.json"
+SHIPPED_YAML = sorted([*BUNDLED.glob("*.yaml"), *FIRMWARE.glob("*.yaml"),
+                       REPO / "firmware_configs" / "jetson" / "usb-camera.yaml"])
+
+
+def jsonschema_errors(data: Any) -> list[str]:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(P.json_schema())
+
+    def leaves(errors: Any) -> list[str]:  # the errors inside anyOf, where the value is
+        return [m for e in errors for m in (leaves(e.context) if e.context else
+                                            [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"])]
+
+    return leaves(validator.iter_errors(data))
+
+
+def test_schema_command_writes_the_generated_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from affectlite.cli import main as cli_main
+
+    out = tmp_path / "deep" / "profile.schema.json"
+    assert cli_main(["profile", "schema", "-o", str(out)]) == 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written == P.json_schema()
+    assert written["$schema"].endswith("/2020-12/schema")
+    assert written["properties"]["camera"] and "fps" in written["$defs"]["CameraOptions"]["properties"]
+    assert [p.name for p in out.parent.iterdir()] == ["profile.schema.json"]  # atomic: no temporary left
+    assert P.main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == written
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert P.main(["schema", "-o", str(blocker / "s.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("copy", [P.schema_path(), REPO / "firmware_configs" / "schemas" / "profile.schema.json"])
+def test_shipped_schema_equals_the_generated_one(copy: Path) -> None:
+    assert copy.read_text(encoding="utf-8") == P.json_schema_text(), (
+        "regenerate: affectlite profile schema -o sdk/affectlite/schemas/profile.schema.json && "
+        "cp sdk/affectlite/schemas/profile.schema.json firmware_configs/schemas/")
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(json.loads(copy.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_profiles_reference_the_schema_and_validate_against_it(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    assert first == MODELINE, f"{path}: the first line must be {MODELINE!r}"
+    target = (path.parent / first.split("$schema=", 1)[1]).resolve()
+    assert target.is_file(), f"{path}: the schema it names ({target}) does not exist"
+    assert json.loads(target.read_text(encoding="utf-8")) == P.json_schema()
+    assert jsonschema_errors(yaml.safe_load(text)) == []
+    P.load_profile(str(path)).to_options()  # and our loader agrees
+
+
+@pytest.mark.parametrize(("body", "schema_says", "loader_says"), [
+    ("camera:\n  fps: -3\n", "camera.fps: -3 is less than or equal to the minimum of 0",
+     ":4: camera.fps: -3 is out of range; allowed: 0 < camera.fps <= 240"),
+    ("face:\n  detector: mtcnn\n", "face.detector: 'mtcnn' is not one of",
+     ":4: face.detector: 'mtcnn' is not allowed; choose one of: haar, blazeface, yunet"),
+    ("camera:\n  fsp: 10\n", "camera: Additional properties are not allowed ('fsp' was unexpected)",
+     ":4: camera.fsp: unknown key; allowed in camera: enabled"),
+    ("fusion:\n  weights: {face: 1, gaze: 2}\n", "fusion.weights: 'gaze' is not one of",
+     "fusion.weights.gaze: unknown key; allowed: face, voice, text"),
+    ("interpreter:\n  num_threads: {face: 0}\n", "interpreter.num_threads",
+     ":4: interpreter.num_threads.face: 0 is out of range; allowed: 1 <= interpreter.num_threads.face <= 64"),
+    ("face:\n  delegates: [a.so, '']\n", "face.delegates.1: '' does not match",
+     "face.delegates: '' in the list is not a non-empty string"),
+    ("env:\n  1BAD: x\n", "env: '1BAD' does not match", "'1BAD' is not a valid environment variable name"),
+])
+def test_a_bad_value_is_rejected_by_the_schema_and_the_loader(tmp_path: Path, body: str, schema_says: str,
+                                                             loader_says: str) -> None:
+    path = write(tmp_path, f"{MODELINE}\nextends: rpi5\n{body}")
+    errors = jsonschema_errors(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert any(schema_says in e for e in errors), errors
+    with pytest.raises(ProfileError) as exc:
+        P.load_profile(str(path))
+    assert loader_says in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_a_profile_that_uses_the_schema_validates_with_both(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""\
+        {MODELINE}
+        extends: rpi5
+        description: kiosk in the lobby
+        camera: {{fps: 12, device: /dev/video2}}
+        interpreter: {{num_threads: {{face: 3}}, delegates: {{face: [libedgetpu.so.1]}}}}
+        fusion: {{weights: {{text: 0.1}}}}
+        env: {{OMP_NUM_THREADS: 2}}
+        """)
+    assert jsonschema_errors(yaml.safe_load(path.read_text(encoding="utf-8"))) == []
+    prof = P.load_profile(str(path))
+    opts = prof.to_options()
+    assert (opts.camera.fps, opts.camera.device, opts.face.num_threads, opts.voice.num_threads) == (
+        12.0, "/dev/video2", 3, 1)
+    assert opts.face.delegates == ("libedgetpu.so.1",) and prof.env["OMP_NUM_THREADS"] == "2"
+    assert opts.fusion.weights == {"face": 1.0, "voice": 0.8, "text": 0.1}
+
+
+# ------------------------------------------------------------------------------------ options in code
+
+
+def test_options_built_in_code_are_validated_with_the_same_messages() -> None:
+    from affectlite.errors import ConfigError
+    from affectlite.options import CameraOptions, FaceOptions, FusionOptions
+
+    with pytest.raises(ConfigError) as exc:
+        FaceOptions(max_faces=0, detector="mtcnn", delegates=("a.so", 3))  # type: ignore[arg-type]
+    msg = str(exc.value)
+    assert "invalid FaceOptions (3 problems)" in msg
+    assert "face.max_faces: 0 is out of range; allowed: 1 <= face.max_faces <= 64" in msg
+    assert "face.detector: 'mtcnn' is not allowed; choose one of: haar, blazeface, yunet" in msg
+    assert "face.delegates: 3 in the list is not a non-empty string" in msg
+    with pytest.raises(ConfigError, match=r"camera\.fsp: unknown key; allowed in camera: .*did you mean 'fps'"):
+        PipelineOptions().replace(**{"camera.fsp": 3})
+    with pytest.raises(ConfigError, match=r"unknown section 'camra'.*did you mean 'camera'"):
+        PipelineOptions().replace(**{"camra.fps": 3})
+    with pytest.raises(ConfigError, match=r"camera\.fps: 0 is out of range"):
+        PipelineOptions().replace(**{"camera.fps": 0})
+    with pytest.raises(ConfigError, match=r"voice\.hop_s: 3\.0 is larger than voice\.window_s"):
+        PipelineOptions(voice={"hop_s": 3})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"fusion\.weights\.gaze: unknown key; allowed: face, voice, text"):
+        FusionOptions(weights={"gaze": 1.0})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="camera: must be a mapping of keys, got an integer 5"):
+        PipelineOptions.from_dict({"camera": 5})
+    cam = CameraOptions(fps=10)
+    assert cam.fps == 10.0 and isinstance(cam.fps, float)
+    with pytest.raises(ValueError, match="frozen"):
+        cam.fps = 5  # type: ignore[misc]
+    opts = PipelineOptions().replace(**{"face.delegates": ["x.so"], "camera.fps": 5})
+    assert opts.face.delegates == ("x.so",) and opts.camera.fps == 5.0
+    assert opts.replace(camera=CameraOptions(fps=7)).camera.fps == 7.0
+    assert PipelineOptions() == PipelineOptions() and opts != PipelineOptions()
 
 
 # ------------------------------------------------------------------------------------ bad profiles
@@ -505,7 +660,8 @@ def test_detection_is_lazy() -> None:
         import sys
         opened = []
         def hook(event, args):
-            if event == "open" and isinstance(args[0], str) and ("device-tree" in args[0] or "cpuinfo" in args[0]
+            if event == "open" and isinstance(args[0], str) and ("device-tree" in args[0]
+                                                                 or args[0].endswith("/proc/cpuinfo")
                                                                  or "devicetree" in args[0]):
                 opened.append(args[0])
         sys.addaudithook(hook)
@@ -550,8 +706,8 @@ hyp = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_KEYS = sorted({k for s in P._option_schema().values() for k in s} | {"network", "num_threads", "backend",
-                                                                      "delegates", "face", "voice", "text"})
+_KEYS = sorted({k for m in PipelineOptions.section_types().values() for k in m.model_fields}
+               | {"network", "num_threads", "backend", "delegates", "face", "voice", "text"})
 _SECTIONS = [*PipelineOptions.SECTIONS, *P.PROFILE_ONLY_KEYS]
 _scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True)
             | st.sampled_from(["", "auto", "haar", "late", "none", "loopback", "ARMV8", "rpi5", "x\ny", "1BAD"]))

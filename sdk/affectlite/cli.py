@@ -291,6 +291,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return int(fn(args))
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from . import profiles
+
+    return profiles.run(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -345,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--flip-tta", action="store_true",
                    help="face only: also classify each mirrored image and average (twice the model time)")
     e.set_defaults(func=_cmd_eval)
+
+    pr = sub.add_parser("profile", help="device profiles: list, show, validate, detect, and the JSON Schema "
+                                        "of profile files (schema -o FILE)")
+    from . import profiles
+
+    profiles.add_arguments(pr)
+    pr.set_defaults(func=_cmd_profile)
 
     if importlib.util.find_spec("affectlite.bench") is not None:
         from . import bench
