@@ -143,6 +143,28 @@ def test_shipped_backends_match_the_interpreter_registry() -> None:
     assert ("auto", *BACKENDS) == SHIPPED_BACKENDS
 
 
+def _affectlite_imports(module: str) -> set[str]:
+    """The affectlite modules a module imports, anywhere in it (also inside functions)."""
+    import ast
+
+    tree = ast.parse((REPO / "sdk" / "affectlite" / f"{module}.py").read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out.update([node.module] if node.module else [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".", 1)[1] for a in node.names if a.name.startswith("affectlite."))
+    return out
+
+
+def test_imports_go_one_way() -> None:
+    """devices and _profile_files below options below profiles: options never import profiles."""
+    assert "profiles" not in _affectlite_imports("options")
+    assert _affectlite_imports("devices") == set()  # deciding which profile fits knows nothing of validation
+    assert not {"options", "profiles"} & _affectlite_imports("_profile_files")
+    assert not {"options", "profiles", "_profile_files"} & _affectlite_imports("_validation")
+
+
 def test_docs_reference_table_is_current() -> None:
     doc = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
     assert P.schema_markdown() in doc, "regenerate with: affectlite profile reference"
