@@ -81,7 +81,7 @@ def test_the_matrix_sends_the_eyes_to_the_canonical_points(deg: float) -> None:
 def test_two_dots_rotated_by_a_known_angle_come_out_level_at_the_canonical_positions(deg: float) -> None:
     re, le = _eyes(160.0, 120.0, 30.0, deg)
     img = _dots((240, 320), [re, le])
-    crop = aligned_crop(img, re, le)
+    crop = aligned_crop(img, re, le, max_size=256)  # the face's own resolution: 60 px between the eyes
     side = round(60.0 / ALIGN_EYE_DISTANCE)
     assert crop.shape == (side, side) and crop.dtype == np.uint8
     (xr, yr), (xl, yl) = _centroids(crop)
@@ -90,18 +90,36 @@ def test_two_dots_rotated_by_a_known_angle_come_out_level_at_the_canonical_posit
     assert xr == pytest.approx((0.5 - ALIGN_EYE_DISTANCE / 2) * side, abs=0.35)
     assert xl == pytest.approx((0.5 + ALIGN_EYE_DISTANCE / 2) * side, abs=0.35)
     # swapping the eyes turns the face upside down: the dots land on the same two places
-    flipped = aligned_crop(img, le, re)
+    flipped = aligned_crop(img, le, re, max_size=256)
     np.testing.assert_allclose(sorted(_centroids(flipped)), sorted(_centroids(crop)), atol=0.35)
 
 
 def test_the_crop_is_sized_from_the_inter_ocular_distance() -> None:
-    assert aligned_crop_size((10, 10), (46.57, 10)) == round(36.57 / ALIGN_EYE_DISTANCE)
+    assert aligned_crop_size((10, 10), (35.0, 10)) == round(25.0 / ALIGN_EYE_DISTANCE)
     assert aligned_crop_size((0, 0), (3, 4)) == round(5 / ALIGN_EYE_DISTANCE)
     assert aligned_crop_size((0, 0), (1, 0)) == 8  # clamped below ...
-    assert aligned_crop_size((0, 0), (500, 0)) == 192  # ... and above (prepare_face area-resizes from there)
+    assert aligned_crop_size((0, 0), (500, 0)) == 96  # ... and above (prepare_face area-resizes from there)
+    assert aligned_crop_size((0, 0), (500, 0), max_size=150) == 150
     img = _dots((100, 100), [(30, 40), (60, 40)])
     assert aligned_crop(img, (30, 40), (60, 40), size=48).shape == (48, 48)
     assert aligned_crop(np.repeat(img[:, :, None], 3, axis=2), (30, 40), (60, 40)).shape[2] == 3
+
+
+def test_only_the_sampled_region_is_read_and_grey_matches_rgb() -> None:
+    rng = np.random.default_rng(6)
+    frame = rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+    re, le = _eyes(100.0, 90.0, 20.0, 20.0)
+    crop = aligned_crop(frame, re, le)
+    side = crop.shape[0]
+    full = warp_affine(frame, eye_alignment_matrix(re, le, side), (side, side))  # the whole frame, no cut
+    assert np.abs(crop.astype(np.float32) - full).max() <= 0.5 + 1e-3
+    grey = aligned_crop(frame, re, le, grey=True)
+    assert grey.shape == (side, side)
+    luma = crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    assert np.abs(grey.astype(np.float32) - luma).max() <= 1.0
+    # near the frame's corner the crop replicates the edge instead of failing
+    corner = aligned_crop(frame, (2.0, 3.0), (30.0, 3.0))
+    assert corner.shape[:2] == (round(28 / ALIGN_EYE_DISTANCE),) * 2
 
 
 def test_warp_affine_identity_shift_and_bad_input() -> None:
@@ -227,7 +245,8 @@ def test_the_align_switch_decides_the_crop_the_model_sees(align: bool, monkeypat
     tilt = math.degrees(math.atan2(d.landmarks[1][1] - d.landmarks[0][1], d.landmarks[1][0] - d.landmarks[0][0]))
     assert -35.0 < tilt < -10.0, f"the detector sees the tilt (turned 25 deg counter-clockwise): {tilt}"
     if align:
-        np.testing.assert_array_equal(seen[0], aligned_crop(frame, d.landmarks[0], d.landmarks[1]))
+        np.testing.assert_array_equal(seen[0], aligned_crop(frame, d.landmarks[0], d.landmarks[1], grey=True))
+        assert seen[0].ndim == 2 and seen[0].shape[0] <= 96
     else:
         np.testing.assert_array_equal(seen[0], crop_box(frame, d.x, d.y, d.w, d.h, fa.margin))
     # results carry boxes, labels and scores only: no keypoints, no pixels

@@ -261,10 +261,13 @@ class FaceAnalyzer:
              landmarks: Sequence[Sequence[float]] = ()) -> np.ndarray:
         """The crop given to the expression model for one face (:func:`affectlite.preprocess.face_crop`).
 
-        Eye-aligned when ``options.align`` is on and the detector gave keypoints (BlazeFace); otherwise the
-        box with :attr:`margin`. The crop stays inside this process: results carry boxes and labels only.
+        Eye-aligned when ``options.align`` is on and the detector gave keypoints (BlazeFace; at most twice the
+        model's input side, grey for a grey model); otherwise the box with :attr:`margin`. The crop stays
+        inside this process: results carry boxes and labels only.
         """
-        return face_crop(frame, box, landmarks, margin=self.margin, align=self.options.align)
+        spec = self.classifier.spec
+        return face_crop(frame, box, landmarks, margin=self.margin, align=self.options.align,
+                         max_size=2 * max(spec.size), grey=spec.channels == 1)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Detections in frame pixels, filtered by score and ``min_face_size``, largest first."""

@@ -416,11 +416,12 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
 
 
 def aligned_crop_size(right_eye: Sequence[float], left_eye: Sequence[float], *, min_size: int = 8,
-                      max_size: int = 192, eye_distance: float = ALIGN_EYE_DISTANCE) -> int:
+                      max_size: int = 96, eye_distance: float = ALIGN_EYE_DISTANCE) -> int:
     """The side that keeps the face at its own resolution: inter-ocular distance / ``eye_distance``.
 
-    Clamped to ``[min_size, max_size]`` so that :func:`prepare_face` then resizes with its area filter (a
-    bilinear warp straight to 48 px would alias a large face).
+    Clamped to ``[min_size, max_size]``: :func:`prepare_face` then resizes with its area filter (a bilinear
+    warp straight to 48 px would alias a large face), and ``max_size`` (default: twice a 48-px model input)
+    bounds the cost of the warp for faces close to the camera.
     """
     (rx, ry), (lx, ly) = _point(right_eye, "right_eye"), _point(left_eye, "left_eye")
     natural = math.hypot(lx - rx, ly - ry) / eye_distance
@@ -428,7 +429,7 @@ def aligned_crop_size(right_eye: Sequence[float], left_eye: Sequence[float], *, 
 
 
 def aligned_crop(image: np.ndarray, right_eye: Sequence[float], left_eye: Sequence[float],
-                 size: int | None = None) -> np.ndarray:
+                 size: int | None = None, *, max_size: int = 96, grey: bool = False) -> np.ndarray:
     """The eye-aligned face crop: eyes level at the canonical FER2013 positions, sized by their distance.
 
     This is the one crop function for keypoint detections in training and at run time.
@@ -437,23 +438,40 @@ def aligned_crop(image: np.ndarray, right_eye: Sequence[float], left_eye: Sequen
         image: ``(H, W)`` grey or ``(H, W, 3)`` RGB frame, uint8.
         right_eye: ``(x, y)`` of the subject's right eye in ``image`` pixels (BlazeFace keypoint 0).
         left_eye: ``(x, y)`` of the subject's left eye (BlazeFace keypoint 1).
-        size: Output side (``None``: :func:`aligned_crop_size`).
+        size: Output side (``None``: :func:`aligned_crop_size` with ``max_size``).
+        max_size: Largest output side when ``size`` is ``None``.
+        grey: Return a grey crop (BT.601 luma, converted before warping: a third of the work for grey models).
 
     Returns:
-        ``(size, size)`` or ``(size, size, 3)`` uint8 crop (rounded), parts outside the frame replicate the edge.
+        ``(size, size)`` (grey input or ``grey``) or ``(size, size, 3)`` uint8 crop (rounded); parts outside the
+        frame replicate the edge.
 
     Raises:
         InputError: bad image or degenerate eye points.
     """
     img = _as_image(image)
-    side = aligned_crop_size(right_eye, left_eye) if size is None else int(size)
+    side = aligned_crop_size(right_eye, left_eye, max_size=max_size) if size is None else int(size)
     m = eye_alignment_matrix(right_eye, left_eye, side)
-    out: np.ndarray = np.clip(np.rint(warp_affine(img, m, (side, side))), 0, 255).astype(np.uint8)
+    # only the part of the frame the crop samples (+2 px for the bilinear neighbours) is converted and read
+    inv = np.linalg.inv(m[:, :2])
+    corners = np.array([[0.0, 0.0], [side, 0.0], [0.0, side], [side, side]]) - m[:, 2]
+    src = corners @ inv.T
+    h, w = img.shape[:2]
+    x0 = int(min(max(math.floor(src[:, 0].min()) - 2, 0), w - 1))
+    y0 = int(min(max(math.floor(src[:, 1].min()) - 2, 0), h - 1))
+    x1 = int(min(max(math.ceil(src[:, 0].max()) + 3, x0 + 1), w))
+    y1 = int(min(max(math.ceil(src[:, 1].max()) + 3, y0 + 1), h))
+    region = img[y0:y1, x0:x1]
+    if grey and region.ndim == 3:
+        region = to_grey(region)
+    shifted = m.copy()
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    out: np.ndarray = np.clip(np.rint(warp_affine(region, shifted, (side, side))), 0, 255).astype(np.uint8)
     return out
 
 
 def face_crop(frame: np.ndarray, box: Sequence[float], landmarks: Sequence[Sequence[float]] = (), *,
-              margin: float, align: bool = True) -> np.ndarray:
+              margin: float, align: bool = True, max_size: int = 96, grey: bool = False) -> np.ndarray:
     """The crop the expression model sees for one detected face, in training and at run time.
 
     With ``align`` and at least two keypoints (the subject's right eye, then left eye: BlazeFace's order),
@@ -466,6 +484,8 @@ def face_crop(frame: np.ndarray, box: Sequence[float], landmarks: Sequence[Seque
         landmarks: Detector keypoints in ``frame`` pixels (may be empty).
         margin: Box-crop margin (fraction of the box side; unused for aligned crops).
         align: Use the keypoints when there are any.
+        max_size: Largest side of an aligned crop (see :func:`aligned_crop_size`).
+        grey: Aligned crops come out grey (for grey models; box crops are returned as cut).
 
     Returns:
         The crop, uint8 (any size: :func:`prepare_face` resizes it as the model card says).
@@ -478,7 +498,7 @@ def face_crop(frame: np.ndarray, box: Sequence[float], landmarks: Sequence[Seque
     if align and len(landmarks) >= 2:
         (rx, ry), (lx, ly) = _point(landmarks[0], "right_eye"), _point(landmarks[1], "left_eye")
         if math.hypot(lx - rx, ly - ry) >= 1.0:
-            return aligned_crop(frame, (rx, ry), (lx, ly))
+            return aligned_crop(frame, (rx, ry), (lx, ly), max_size=max_size, grey=grey)
     x, y, w, h = (float(v) for v in box)
     return crop_box(frame, x, y, w, h, margin)
 

@@ -155,7 +155,8 @@ def align_crops(images: np.ndarray, detector: Any = None, *, pad: float = 0.5,
     Each crop is padded with grey (``pad`` of its side on every side) and enlarged ``upscale`` times so that
     BlazeFace sees a whole face (the settings under which the canonical eye positions were measured, see
     :data:`affectlite.preprocess.ALIGN_EYE_Y`); its keypoints are mapped back to the crop, which is then cut
-    by ``face_crop(..., align=True)`` and reduced to ``IMAGE_SIZE`` with the runtime's area resize and
+    by ``face_crop(..., align=True)`` with the runtime's arguments for a grey 48-px model (``FaceAnalyzer.crop``)
+    and reduced to ``IMAGE_SIZE`` with the runtime's area resize and
     rounding, so a training image is exactly what :func:`affectlite.preprocess.prepare_face` would compute
     before normalising. Crops without a detection are kept as they are.
 
@@ -188,7 +189,7 @@ def align_crops(images: np.ndarray, detector: Any = None, *, pad: float = 0.5,
             d = max(dets, key=lambda d: d.score)
             back = [(x / upscale - p, y / upscale - p) for x, y in d.landmarks]
             box = (d.x / upscale - p, d.y / upscale - p, d.w / upscale, d.h / upscale)
-            crop = face_crop(g, box, back, margin=margin, align=True)
+            crop = face_crop(g, box, back, margin=margin, align=True, max_size=2 * IMAGE_SIZE, grey=True)
             found[i] = True
         else:
             crop = g
