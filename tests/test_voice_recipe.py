@@ -82,6 +82,23 @@ def test_frequency_warp_moves_a_tone_by_the_factor_and_keeps_shape() -> None:
     assert a[0].shape == b[0].shape and np.isfinite(b[0]).all() and not np.allclose(a[0], b[0])
 
 
+def test_ensemble_model_averages_its_members_and_survives_save_load(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    import keras
+
+    members = [recipe.build_model(seed, "cnn", 0.25) for seed in (1, 2, 3)]
+    ens = recipe.ensemble_model(members)
+    assert recipe.ensemble_model(members[:1]) is members[0]
+    x = np.random.default_rng(0).standard_normal((5, *members[0].inputs[0].shape[1:])).astype(np.float32)
+    want = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    got = ens.predict(x, verbose=0)
+    assert got.shape == (5, len(LABELS)) and np.allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, members[0].predict(x, verbose=0), atol=1e-3)  # really three different members
+    ens.save(tmp_path / "e.keras")
+    back = keras.models.load_model(tmp_path / "e.keras", compile=False)
+    assert np.allclose(back.predict(x, verbose=0), got, atol=1e-5)
+
+
 def test_warp_argument_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sf = pytest.importorskip("soundfile")
     clip = tmp_path / "d" / "Actor_01" / "03-01-01-01-01-01-01.flac"
@@ -91,6 +108,9 @@ def test_warp_argument_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[
         capsys.readouterr()
         assert recipe.main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--warp", bad]) == 2
         assert "--warp must be LO,HI" in capsys.readouterr().err
+    for n in ("0", "9"):
+        assert recipe.main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--ensemble", n]) == 2
+        assert "--ensemble within 1..8" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -116,7 +116,7 @@ WARP_P = 0.5
 MODEL_NAME = "affectlite-voice"
 #: Training settings: chosen on the leave-one-corpus-out table (see the card's training.selection).
 DEFAULTS: dict[str, Any] = {"epochs": 30, "norm": "window_meanstd", "mic_aug": True, "arch": "cnn",
-                            "width": 1.0, "speeds": (0.9, 1.1), "warp": ()}
+                            "width": 1.0, "speeds": (0.9, 1.1), "warp": (), "ensemble": 1}
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -493,11 +493,45 @@ def build_model(seed: int = 0, arch: str = "cnn", width: float = 1.0) -> Any:
     return keras.Model(inp, out, name=f"voice_{arch}")
 
 
+def ensemble_model(members: Sequence[Any]) -> Any:
+    """One Keras model that averages the probabilities of ``members`` (same input): a single int8 file for
+    the runtime, whose output is the mean of the members' softmax outputs."""
+    import keras
+    from keras import layers
+
+    if len(members) == 1:
+        return members[0]
+    inp = keras.Input(tuple(int(v) for v in members[0].inputs[0].shape[1:]), name="logmel")
+    outs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member{i}")(inp) for i, m in enumerate(members)]
+    return keras.Model(inp, layers.Average(name="probs_mean")(outs), name=f"voice_ensemble{len(members)}")
+
+
 def _train(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, epochs: int, seed: int,
            sample_w: np.ndarray, eval_idx: np.ndarray | None = None, eval_every: int = 5,
            arch: str = "cnn", width: float = 1.0,
            variant_p: Sequence[float] | None = None,
-           warp: Sequence[float] = ()) -> tuple[Any, list[dict[str, float]]]:
+           warp: Sequence[float] = (), ensemble: int = 1) -> tuple[Any, list[dict[str, float]]]:
+    """Train one model, or ``ensemble`` models with different seeds averaged into one (:func:`ensemble_model`);
+    member 0 is exactly the single model of the same seed."""
+    members, hist = [], []
+    for k in range(ensemble):
+        m, h = _train_one(feats, y, train_idx, epochs, seed + 7919 * k, sample_w, eval_idx, eval_every, arch,
+                          width, variant_p, warp)
+        members.append(m)
+        hist.extend([{**r, "member": k} for r in h] if ensemble > 1 else h)
+    model = ensemble_model(members)
+    if ensemble > 1 and eval_idx is not None:
+        uar = _metrics(y[eval_idx], _predict_clips(model, feats[0], eval_idx).argmax(1))["uar"]
+        hist.append({"epoch": epochs, "member": -1, "val_uar": uar})
+        log.info("ensemble of %d: val_uar %.3f", ensemble, uar)
+    return model, hist
+
+
+def _train_one(feats: list[list[np.ndarray]], y: np.ndarray, train_idx: np.ndarray, epochs: int, seed: int,
+               sample_w: np.ndarray, eval_idx: np.ndarray | None = None, eval_every: int = 5,
+               arch: str = "cnn", width: float = 1.0,
+               variant_p: Sequence[float] | None = None,
+               warp: Sequence[float] = ()) -> tuple[Any, list[dict[str, float]]]:
     import keras
 
     rng = np.random.default_rng(seed)
@@ -772,7 +806,8 @@ def run_validation(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], o
             t0 = time.time()
             model, hist = _train(feats, y, tr, int(cfg["epochs"]), seed, balanced_weights(y, groups, tr),
                                  eval_idx=val, arch=str(cfg["arch"]), width=float(cfg["width"]),
-                                 variant_p=_cfg_variant_p(cfg), warp=tuple(cfg.get("warp", ())))
+                                 variant_p=_cfg_variant_p(cfg), warp=tuple(cfg.get("warp", ())),
+                                 ensemble=int(cfg.get("ensemble", 1)))
             probs = _predict_clips(model, feats[0], val)
             res = {"run": name, "kind": plan["kind"], "corpus": plan["corpus"], "held": plan["held"],
                    "config": cfg, "history": hist, "train_s": round(time.time() - t0, 1),
@@ -928,7 +963,7 @@ def run_final(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], out: P
     t0 = time.time()
     model, hist = _train(feats, y, idx, int(cfg["epochs"]), int(cfg["seed"]) + 100, balanced_weights(y, groups, idx),
                          arch=str(cfg["arch"]), width=float(cfg["width"]), variant_p=_cfg_variant_p(cfg),
-                         warp=tuple(cfg.get("warp", ())))
+                         warp=tuple(cfg.get("warp", ())), ensemble=int(cfg.get("ensemble", 1)))
     train_s = round(time.time() - t0, 1)
     model.save(out / "voice_float.keras")
     calib = _calibration_windows(feats[0], idx, 400, int(cfg["seed"]))
@@ -1000,6 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warp", default=",".join(str(v) for v in DEFAULTS["warp"]),
                     help="LO,HI: frequency-warp (vocal tract length) range applied to half of the training windows "
                          "(e.g. 0.85,1.15; empty: none)")
+    ap.add_argument("--ensemble", type=int, default=DEFAULTS["ensemble"],
+                    help="train N models with different seeds and ship their averaged probabilities as one file")
     ap.add_argument("--arch", choices=("cnn", "attn"), default=DEFAULTS["arch"])
     ap.add_argument("--width", type=float, default=DEFAULTS["width"])
     ap.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (at most one per speaker)")
@@ -1017,8 +1054,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no labelled speech clips with speakers (RAVDESS, TESS, CREMA-D or EmoDB file names) under "
               f"{', '.join(args.data)}", file=sys.stderr)
         return 2
-    if not 2 <= args.epochs <= 500 or not 0.25 <= args.width <= 4:
-        print("error: --epochs must be within 2..500 and --width within 0.25..4", file=sys.stderr)
+    if not 2 <= args.epochs <= 500 or not 0.25 <= args.width <= 4 or not 1 <= args.ensemble <= 8:
+        print("error: --epochs must be within 2..500, --width within 0.25..4 and --ensemble within 1..8",
+              file=sys.stderr)
         return 2
     try:
         speeds = sorted({float(v) for v in args.speeds.split(",") if v.strip()})
@@ -1037,7 +1075,8 @@ def main(argv: list[str] | None = None) -> int:
     SPEC["normalisation"] = args.norm
     cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
            "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items),
-           "speeds": speeds, **({"warp": warp} if warp else {})}
+           "speeds": speeds, **({"warp": warp} if warp else {}),
+           **({"ensemble": args.ensemble} if args.ensemble > 1 else {})}
     log.info("%d clips: %s", len(items), {c: sum(f.corpus == c for f in items) for c in cfg["corpora"]})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
