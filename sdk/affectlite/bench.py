@@ -411,12 +411,16 @@ def run_once(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> d
     """One configuration, in this process: pipeline runs first (so peak RSS is the pipeline's), then stages."""
     opts = _options(args, extra)
     video, audio = _inputs(args)
+    from .detectors import choose_detector
+
+    chosen = choose_detector(opts.face.detector, opts.face.detector_model)  # what runs (BlazeFace may fall back)
     report: dict[str, Any] = {
         "schema": SCHEMA, "machine": machine_info(),
         "config": {"overrides": extra or {}, "set": list(args.set or []), "threads": _threads_of(opts),
                    "video": None if args.synthetic else video, "audio": None if args.synthetic else audio,
-                   "synthetic": bool(args.synthetic), "detector": opts.face.detector,
-                   "detect_every": opts.face.detect_every, "detect_width": opts.face.detect_width},
+                   "synthetic": bool(args.synthetic), "detector": chosen.name, "detector_reason": chosen.reason,
+                   "align": opts.face.align, "detect_every": opts.face.detect_every,
+                   "detect_width": opts.face.detect_width},
         "pipeline": {}, "stages": {},
     }
     if args.what in ("all", "pipeline"):
