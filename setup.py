@@ -131,7 +131,7 @@ setup(
                                  "profiles/*.yaml", "data/*", "schemas/*.json"],
                   "affectlite_convert": ["py.typed", "templates/*"]},
     include_package_data=True,
-    install_requires=["numpy>=1.24,<3", "PyYAML>=6", "pydantic>=2.5,<3"],
+    install_requires=["numpy>=1.24,<3", "PyYAML>=6", "msgspec>=0.18.6,<1"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["affectlite=affectlite.cli:main"]},
     cmdclass={"build_py": build_py},

@@ -110,7 +110,7 @@ def test_every_key_has_a_range_or_choices_in_the_schema() -> None:
     """Numbers have both bounds, text has choices or must be non-empty: nothing is left unchecked."""
     root = P.json_schema()
     for sec, model in PipelineOptions.section_types().items():
-        for key in model.model_fields:
+        for key in model.__struct_fields__:
             node = V.node_at(root, (sec, key))
             assert node is not None and node.get("description"), f"{sec}.{key} has no description"
             for alt in V.alternatives(root, node):
@@ -127,13 +127,14 @@ def test_every_key_has_a_range_or_choices_in_the_schema() -> None:
 
 def test_schema_is_derived_from_the_option_models() -> None:
     root = P.json_schema()
-    assert list(PipelineOptions.SECTIONS) == [s for s in ProfileDocument.model_fields if s in PipelineOptions.SECTIONS]
-    assert set(ProfileDocument.model_fields) == {*PipelineOptions.SECTIONS, *P.PROFILE_ONLY_KEYS}
+    assert list(PipelineOptions.SECTIONS) == [s for s in ProfileDocument.__struct_fields__
+                                              if s in PipelineOptions.SECTIONS]
+    assert set(ProfileDocument.__struct_fields__) == {*PipelineOptions.SECTIONS, *P.PROFILE_ONLY_KEYS}
     for sec, model in PipelineOptions.section_types().items():
         node = V.node_at(root, (sec,))
         assert node is not None
-        assert list(V.alternatives(root, node)[0]["properties"]) == list(model.model_fields)
-    assert "align" in PipelineOptions.section_types()["face"].model_fields
+        assert list(V.alternatives(root, node)[0]["properties"]) == list(model.__struct_fields__)
+    assert "align" in PipelineOptions.section_types()["face"].__struct_fields__
 
 
 def test_shipped_backends_match_the_interpreter_registry() -> None:
@@ -300,7 +301,7 @@ def test_options_built_in_code_are_validated_with_the_same_messages() -> None:
         PipelineOptions.from_dict({"camera": 5})
     cam = CameraOptions(fps=10)
     assert cam.fps == 10.0 and isinstance(cam.fps, float)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(AttributeError):
         cam.fps = 5  # type: ignore[misc]
     opts = PipelineOptions().replace(**{"face.delegates": ["x.so"], "camera.fps": 5})
     assert opts.face.delegates == ("x.so",) and opts.camera.fps == 5.0
@@ -728,7 +729,7 @@ hyp = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_KEYS = sorted({k for m in PipelineOptions.section_types().values() for k in m.model_fields}
+_KEYS = sorted({k for m in PipelineOptions.section_types().values() for k in m.__struct_fields__}
                | {"network", "num_threads", "backend", "delegates", "face", "voice", "text"})
 _SECTIONS = [*PipelineOptions.SECTIONS, *P.PROFILE_ONLY_KEYS]
 _scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True)

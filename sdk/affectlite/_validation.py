@@ -1,8 +1,9 @@
-"""Pydantic's validation errors in affectlite's words: key path, file and line, the value, what is allowed.
+"""Checking option values and explaining what is wrong: key path, file and line, the value, what is allowed.
 
-Pydantic decides *whether* a value is valid; this module says *why not*, reading the expectations from
-the same JSON Schema that ``affectlite profile schema`` publishes (types, ranges, choices), so that messages
-and schema cannot drift. Messages look like::
+msgspec decides *whether* a value fits a field's type and constraints; this module walks a struct's fields
+so that *every* problem is found (not only the first), and says *why*, reading the expectations from the
+same JSON Schema that ``affectlite profile schema`` publishes (types, ranges, choices), so that messages and
+schema cannot drift. Messages look like::
 
     /etc/affectlite/profiles/kiosk.yaml:2: camera.fps: -3 is out of range; allowed: 0 < camera.fps <= 240
     /etc/affectlite/profiles/kiosk.yaml:4: camera.fsp: unknown key; allowed in camera: enabled, ...; did you mean 'fps'?
@@ -13,13 +14,16 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, NoReturn
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 
-from .errors import ProfileError
+from .errors import ConfigError, ProfileError
 
 MAX_PROBLEMS = 25
 #: Patterns of the string types in :mod:`affectlite.options` and what a value that misses them is.
@@ -28,9 +32,6 @@ _PATTERN_PROBLEMS = {
     r"^[^\n\r\x00]*$": "contains a line break or NUL",
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$": "is not a valid profile name; use letters, digits, '-', '_', '.'",
 }
-_SIMPLE_TAGS = frozenset({"int", "str", "float", "bool", "none", "constrained-int", "constrained-str",
-                          "constrained-float"})
-_TAG = re.compile(r"[a-z][a-z-]*\[.*\]", re.S)
 
 
 def show(v: Any) -> str:
@@ -59,9 +60,32 @@ def _num(v: float) -> str:
 
 
 @cache
-def schema_of(cls: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema of a model (cached)."""
-    return cls.model_json_schema()
+def schema_of(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """The JSON Schema of a struct (cached), choices in the order the fields declare them."""
+    schema = msgspec.json.schema(cls)
+    defs = schema.get("$defs", {})
+    for c in _structs_in(cls, set()):
+        props = defs.get(c.__name__, {}).get("properties", {})
+        for f in msgspec.structs.fields(c):
+            order = [a for m in _members(f.type) if typing.get_origin(m) is typing.Literal for a in typing.get_args(m)]
+            node = props.get(f.name, {})
+            for alt in node.get("anyOf", [node]):
+                if order and sorted(map(str, alt.get("enum", ()))) == sorted(map(str, order)):
+                    alt["enum"] = order  # msgspec sorts them
+    return schema
+
+
+def _structs_in(cls: type[msgspec.Struct], seen: set[type[msgspec.Struct]]) -> list[type[msgspec.Struct]]:
+    """``cls`` and every struct its fields hold, recursively."""
+    if cls in seen:
+        return []
+    seen.add(cls)
+    out = [cls]
+    for f in msgspec.structs.fields(cls):
+        for m in _members(f.type):
+            if isinstance(m, type) and issubclass(m, msgspec.Struct):
+                out += _structs_in(m, seen)
+    return out
 
 
 def _deref(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -204,86 +228,236 @@ def explain(root: Mapping[str, Any], node: Mapping[str, Any], value: Any, name: 
     return None if msg is None else msg + suffix
 
 
-# ------------------------------------------------------------------------------------------ translation
 
 
-def _is_tag(x: str, models: frozenset[str]) -> bool:
-    """A union member tag in a pydantic error location (``constrained-int``, ``_PerModelThreads``)."""
-    return x in _SIMPLE_TAGS or x in models or bool(_TAG.fullmatch(x))
+# ------------------------------------------------------------------------------------------ checking
 
 
-def translate(e: ValidationError, cls: type[BaseModel],
-              prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
-    """``(key path, message)`` for every problem of a validation error, one per key.
+@dataclass
+class Problem:
+    """One problem: where (``path`` from the top; ``rel`` within ``cls``), what kind, the value.
 
-    Args:
-        e: The error.
-        cls: The model that raised it.
-        prefix: Where the model sits in a profile (``("camera",)`` for :class:`CameraOptions`).
+    Kinds: ``value`` (the value does not fit), ``item`` (a list item does not), ``key`` (a mapping key is not
+    allowed), ``unknown`` (a struct has no such field), ``text`` (a rule over two fields, or a key that is not
+    a string: ``text`` says it).
     """
-    root = schema_of(cls)
-    models = frozenset({*root.get("$defs", {}), cls.__name__})
-    entries: list[tuple[tuple[str, ...], bool, Any, dict[str, Any]]] = []
-    for err in e.errors(include_url=False):
-        path: list[str] = []  # the keys of the location, without union member tags
-        key_error = False
-        item: Any = _NO_ITEM
-        for x in err["loc"]:
-            if x == "[key]":
-                key_error = True
-            elif isinstance(x, int):
-                item = err["input"]
-            elif not _is_tag(str(x), models):
-                path.append(str(x))
-        if err["type"] == "cross_field":
-            path.append(str(err["ctx"]["key"]))
-        entries.append((tuple(path), key_error, item, dict(err)))
-    paths = {p for p, *_ in entries}
-    out: dict[tuple[str, ...], str] = {}
-    for where, key_error, item, details in entries:
-        if where in out or any(len(q) > len(where) and q[: len(where)] == where for q in paths):
-            continue  # a union member that did not apply, or reported at a deeper key
-        out[where] = _message(root, where, key_error, item, details, prefix)
-    return [(prefix + p, m) for p, m in out.items()]
+
+    cls: type[msgspec.Struct]
+    rel: tuple[str, ...]
+    path: tuple[str, ...]
+    kind: str
+    value: Any = None
+    text: str = ""
+    choices: Sequence[str] | None = None
+
+    def moved(self, prefix: tuple[str, ...]) -> Problem:
+        """The same problem seen from a struct that holds this one at ``prefix``."""
+        return Problem(self.cls, self.rel, prefix + self.path, self.kind, self.value, self.text, self.choices)
 
 
-class _NoItem:
+class Invalid(ConfigError):
+    """Options built with bad values; ``problems`` lists them (the message names each one)."""
+
+    def __init__(self, cls: type[msgspec.Struct], problems: list[Problem]) -> None:
+        self.problems = problems
+        prefix: tuple[str, ...] = getattr(cls, "_path", ())
+        lines = [f"{'.'.join(prefix + p.path) or '(top level)'}: {message(p, prefix)}" for p in problems]
+        n = len(lines)
+        super().__init__(f"invalid {cls.__name__} ({n} problem{'s' if n != 1 else ''}):\n  " + "\n  ".join(lines))
+
+
+class _Bad:
     pass
 
 
-_NO_ITEM = _NoItem()
+BAD: Any = _Bad()
 
 
-def _message(root: Mapping[str, Any], path: tuple[str, ...], key_error: bool, item: Any,
-             err: Mapping[str, Any], prefix: tuple[str, ...]) -> str:
-    kind, value, ctx = err["type"], err["input"], err.get("ctx") or {}
-    name = ".".join(prefix + path)
-    if kind == "cross_field":
-        return str(ctx["message"])
-    if (prefix + path)[:1] == ("env",):
-        return _env_message(path, key_error, value)
-    parent = node_at(root, path[:-1])
-    if key_error and parent is not None:
-        keys = [str(k) for a in alternatives(root, parent) for k in a.get("propertyNames", {}).get("enum", ())]
-        return f"unknown key; allowed: {', '.join(keys)}" + did_you_mean(path[-1], keys)
-    if kind == "extra_forbidden":
-        allowed = [k for a in alternatives(root, parent) for k in a.get("properties", {})] if parent else []
-        where = ".".join(prefix + path[:-1]) or "a profile"
-        return f"unknown key; allowed in {where}: {', '.join(allowed)}" + did_you_mean(path[-1], allowed)
-    node = node_at(root, path)
+def _strip(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _members(tp: Any) -> list[Any]:
+    tp = _strip(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(tp) for m in _members(a)]
+    return [tp]
+
+
+def _struct_in(tp: Any) -> type[msgspec.Struct] | None:
+    for m in _members(tp):
+        if isinstance(m, type) and issubclass(m, msgspec.Struct):
+            return m
+    return None
+
+
+def _backend_choices() -> list[str]:
+    from .interpreters import describe_backends  # light: probes with find_spec, imports nothing heavy
+
+    return ["auto", *(b.name for b in describe_backends())]
+
+
+def check_value(tp: Any, value: Any, cls: type[msgspec.Struct], rel: tuple[str, ...], out: list[Problem]) -> Any:
+    """``value`` converted to ``tp``, the type of the field at ``rel`` in ``cls``; :data:`BAD` after recording
+    in ``out`` why it does not fit."""
+    sub = _struct_in(tp)
+    if sub is not None:
+        if isinstance(value, sub):
+            return value
+        if isinstance(value, Mapping):
+            found: list[Problem] = []
+            obj = check_data(sub, value, (), found)
+            out.extend(p.moved(rel) for p in found)
+            return obj
+    try:
+        v = msgspec.convert(value, tp, strict=True)
+    except msgspec.ValidationError:
+        _refine(tp, value, cls, rel, out)
+        return BAD
+    root = schema_of(cls)
+    node = node_at(root, rel)
     if node is None:
-        return str(err["msg"])
-    if not isinstance(item, _NoItem):
+        return v
+    if isinstance(v, str):  # choices that the type does not enforce (backends also take registered ones)
+        enum = [str(x) for a in alternatives(root, node) for x in a.get("enum", ())]
+        if enum and v not in enum:
+            choices = _backend_choices() if "backend" in (*rel[-1:], cls.__name__) or "Backend" in cls.__name__ \
+                else enum
+            if v not in choices:
+                out.append(Problem(cls, rel, rel, "value", v, choices=choices))
+                return BAD
+    elif isinstance(v, dict):  # keys that the type does not enforce (modalities)
+        keys = [str(k) for a in alternatives(root, node) for k in a.get("propertyNames", {}).get("enum", ())]
+        bad = [k for k in v if keys and k not in keys]
+        out.extend(Problem(cls, (*rel, str(k)), (*rel, str(k)), "key", k, choices=keys) for k in bad)
+        if bad:
+            return BAD
+    return v
+
+
+def _refine(tp: Any, value: Any, cls: type[msgspec.Struct], rel: tuple[str, ...], out: list[Problem]) -> None:
+    """Record the most precise problem: a bad mapping key or value, a bad list item, or the value itself."""
+    members = _members(tp)
+    n = len(out)
+    if isinstance(value, Mapping):
+        dict_type = next((m for m in members if typing.get_origin(m) is dict), None)
+        if dict_type is not None:
+            key_type, value_type = typing.get_args(dict_type)
+            for k, x in value.items():
+                try:
+                    msgspec.convert(k, key_type, strict=True)
+                except msgspec.ValidationError:
+                    out.append(Problem(cls, (*rel, str(k)), (*rel, str(k)), "key", k))
+                    continue
+                check_value(value_type, x, cls, (*rel, str(k)), out)
+    elif isinstance(value, (list, tuple)):
+        seq = next((m for m in members if typing.get_origin(m) in (tuple, list)), None)
+        if seq is not None:
+            for x in value:
+                try:
+                    msgspec.convert(x, typing.get_args(seq)[0], strict=True)
+                except msgspec.ValidationError:
+                    out.append(Problem(cls, rel, rel, "item", x))
+                    break
+    if len(out) == n:
+        out.append(Problem(cls, rel, rel, "value", value))
+
+
+def check_data(cls: type[msgspec.Struct], data: Mapping[Any, Any], path: tuple[str, ...], out: list[Problem]) -> Any:
+    """``cls`` built from a mapping, recording every problem (paths start at ``path``); :data:`BAD` if any."""
+    n = len(out)
+    fields = {f.name: f for f in msgspec.structs.fields(cls)}
+    kw: dict[str, Any] = {}
+    for k, v in data.items():
+        if not isinstance(k, str):
+            hint = " (YAML reads unquoted yes/no/on/off as booleans: quote the key)" if isinstance(k, bool) else ""
+            out.append(Problem(cls, (), path, "text", k, text=f"key {show(k)} is not a string{hint}"))
+            continue
+        f = fields.get(k)
+        if f is None:
+            out.append(Problem(cls, (k,), (*path, k), "unknown", v, choices=list(fields)))
+            continue
+        found: list[Problem] = []
+        r = check_value(f.type, v, cls, (k,), found)
+        out.extend(p.moved(path) for p in found)
+        if r is not BAD:
+            kw[k] = r
+    if len(out) > n:
+        return BAD
+    try:
+        return cls(**kw)
+    except Invalid as e:
+        out.extend(p.moved(path) for p in e.problems)
+        return BAD
+
+
+def check_fields(obj: msgspec.Struct) -> None:
+    """Check every field of a new struct, normalising it (int to float, list to tuple, mapping to struct).
+
+    Raises:
+        Invalid: a field does not fit, or a rule over two fields fails.
+    """
+    cls = type(obj)
+    out: list[Problem] = []
+    for f in msgspec.structs.fields(cls):
+        v = getattr(obj, f.name)
+        if v is msgspec.UNSET:
+            continue
+        r = check_value(f.type, v, cls, (f.name,), out)
+        if r is not BAD and r is not v:
+            msgspec.structs.force_setattr(obj, f.name, r)
+    if not out:
+        cross = getattr(obj, "_cross_checks", None)
+        out.extend(Problem(cls, (key,), (key,), "text", None, text=text) for key, text in (cross() if cross else ()))
+    if out:
+        raise Invalid(cls, out)
+
+
+def build(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    """``cls`` from a mapping, every problem listed.
+
+    Raises:
+        Invalid: the data does not fit.
+    """
+    out: list[Problem] = []
+    obj = check_data(cls, data, (), out)
+    if out or obj is BAD:
+        raise Invalid(cls, out)
+    return obj
+
+
+def message(p: Problem, prefix: tuple[str, ...] = ()) -> str:
+    """What is wrong, in words (the key path is not included)."""
+    root = schema_of(p.cls)
+    name = ".".join(prefix + p.path)
+    if p.kind == "text":
+        return p.text
+    if (prefix + p.path)[:1] == ("env",):
+        return _env_message(prefix + p.path, p.kind == "key", p.value)
+    if p.kind == "unknown":
+        allowed = list(p.choices or ())
+        where = ".".join(prefix + p.path[:-1]) or "a profile"
+        return f"unknown key; allowed in {where}: {', '.join(allowed)}" + did_you_mean(p.path[-1], allowed)
+    if p.kind == "key":
+        keys = list(p.choices or ())
+        parent = node_at(root, p.rel[:-1])
+        if not keys and parent is not None:
+            keys = [str(k) for a in alternatives(root, parent) for k in a.get("propertyNames", {}).get("enum", ())]
+        return f"unknown key; allowed: {', '.join(keys)}" + did_you_mean(str(p.value), keys)
+    node = node_at(root, p.rel)
+    if node is None:
+        return f"{show(p.value)} is not allowed"
+    if p.kind == "item":
         arrays = [a for a in alternatives(root, node) if a.get("type") == "array"]
-        if arrays:
-            want = describe(root, arrays[0].get("items", {}), "item")
-            return f"{show(item)} in the list is not {want}; expected {describe(root, node, name, per_model=False)}"
+        want = describe(root, arrays[0].get("items", {}), "item") if arrays else "allowed"
+        return f"{show(p.value)} in the list is not {want}; expected {describe(root, node, name, per_model=False)}"
     objects = [a for a in alternatives(root, node) if a.get("type") != "null"]
-    if not isinstance(value, Mapping) and objects and all(a.get("type") == "object" and "properties" in a
-                                                          for a in objects):
-        return f"must be a mapping of keys, got {typename(value)} {show(value)}"
-    choices = ctx.get("choices")
-    return explain(root, node, value, name, choices) or str(err["msg"])
+    if not isinstance(p.value, Mapping) and objects and all(a.get("type") == "object" and "properties" in a
+                                                            for a in objects):
+        return f"must be a mapping of keys, got {typename(p.value)} {show(p.value)}"
+    return explain(root, node, p.value, name, p.choices) or f"{show(p.value)} is not allowed"
 
 
 def _env_message(path: tuple[str, ...], key_error: bool, value: Any) -> str:
@@ -298,9 +472,6 @@ def _env_message(path: tuple[str, ...], key_error: bool, value: Any) -> str:
     return f"{show(value)} is {typename(value)}; expected a string or number (quote true/false: \"1\")"
 
 
-def problems(e: ValidationError, cls: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[str]:
-    """``key.path: message`` lines for a validation error of ``cls`` (no file locations)."""
-    return [f"{'.'.join(p) or '(top level)'}: {m}" for p, m in translate(e, cls, prefix)]
 
 
 # ------------------------------------------------------------------------------------------ profiles
@@ -325,11 +496,6 @@ class Problems:
         """Record a problem at a key path."""
         key = ".".join(path) if path else "(top level)"
         self.items.append(f"{self.where(path)}: {key}: {msg}")
-
-    def add_validation_error(self, e: ValidationError, cls: type[BaseModel]) -> None:
-        """Record every problem of a validation error of ``cls``."""
-        for path, msg in translate(e, cls):
-            self.add(path, msg)
 
     @staticmethod
     def _order(item: str) -> tuple[str, int]:

@@ -148,7 +148,7 @@ class FaceExpressionClassifier:
 
 
 def _default_of(name: str) -> Any:
-    return FaceOptions.model_fields[name].default
+    return FaceOptions.default(name)
 
 
 class FaceAnalyzer:

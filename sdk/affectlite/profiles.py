@@ -21,8 +21,8 @@ profile-only keys:
 ``service``
     ``network: none`` (default: the systemd unit gets no network at all) or ``loopback``.
 
-What a profile may contain is the pydantic model :class:`~affectlite.options.ProfileDocument` (types,
-ranges, choices and descriptions on its fields); :func:`json_schema` publishes it for editors
+What a profile may contain is the struct :class:`~affectlite.options.ProfileDocument` (types, ranges,
+choices and descriptions on its fields); :func:`json_schema` publishes it for editors
 (``affectlite profile schema``; the shipped profiles point at the packaged copy). Every problem is reported
 at once, each naming the file and line, the key path, the bad value and what is allowed.
 
@@ -49,14 +49,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from . import _profile_files as files
 from . import _validation
 from ._profile_files import bundled_profiles_dir, list_profiles
 from .devices import Detection, detect_device
 from .errors import ProfileError
-from .options import InterpreterDefaults, PipelineOptions, ProfileDocument, ServiceOptions
+from .options import InterpreterDefaults, PipelineOptions, ProfileDocument, ServiceOptions, profile_sections
 from .options import json_schema as _json_schema
 
 __all__ = [
@@ -77,15 +76,14 @@ __all__ = [
 
 #: Sections of a profile that are not option sections.
 PROFILE_ONLY_KEYS: tuple[str, ...] = ProfileDocument.PROFILE_ONLY_KEYS
-_TOP_KEYS = tuple(ProfileDocument.model_fields)
+_TOP_KEYS = ProfileDocument.__struct_fields__
 
 
 # ------------------------------------------------------------------------------------------- loading
 
 
 def _profile(merged: files.Merged) -> Profile:
-    doc = ProfileDocument.check(merged.data, merged.origins, merged.name, merged.source)
-    data = doc.data()
+    data = ProfileDocument.check(merged.data, merged.origins, merged.name, merged.source)
     data.setdefault("name", merged.name)
     return Profile(name=merged.name, source=merged.source, reason=merged.reason, data=data)
 
@@ -174,17 +172,6 @@ class Profile:
     reason: str
     data: dict[str, Any] = field(compare=True)
 
-    def document(self) -> ProfileDocument:
-        """The profile as its pydantic model.
-
-        Raises:
-            ProfileError: ``data`` was changed into something that does not validate.
-        """
-        try:
-            return ProfileDocument.model_validate({k: v for k, v in self.data.items()})
-        except ValidationError as e:
-            raise ProfileError(f"{self.source}: " + "; ".join(_validation.problems(e, ProfileDocument))) from None
-
     @property
     def env(self) -> dict[str, str]:
         """Environment quirks of this profile."""
@@ -202,7 +189,7 @@ class Profile:
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """The option sections as passed to :meth:`PipelineOptions.from_dict` (interpreter defaults applied)."""
-        return self.document().sections()
+        return profile_sections(self.data)
 
     def get(self, dotted: str) -> Any:
         """A value by dotted key; option keys the profile does not set give their default.
@@ -213,11 +200,12 @@ class Profile:
         parts = dotted.split(".")
         if len(parts) == 2 and parts[0] in PipelineOptions.SECTIONS:
             sec, key = parts
-            fields = PipelineOptions.section_types()[sec].model_fields
+            model = PipelineOptions.section_types()[sec]
+            fields = model.__struct_fields__
             if key not in fields:
                 raise ProfileError(f"unknown key {dotted!r}; allowed in {sec}: {', '.join(fields)}"
                                    + _validation.did_you_mean(key, fields))
-            val = self.sections().get(sec, {}).get(key, fields[key].get_default(call_default_factory=True))
+            val = self.sections().get(sec, {}).get(key, model.default(key))
             return list(val) if isinstance(val, tuple) else val
         if dotted == "service.network":
             return self.network
@@ -237,11 +225,11 @@ class Profile:
             ProfileError: the options refused a value (names the profile file).
         """
         try:
-            return self.document().to_options(self.name, where=self.source)
+            return PipelineOptions.from_dict({**self.sections(), "profile": self.name}, where=self.source)
         except ProfileError:
             raise
         except ValueError as e:  # ConfigError
-            raise ProfileError(f"{self.source}: {e}") from None
+            raise ProfileError(str(e)) from None
 
     def apply_env(self, environ: MutableMapping[str, str] | None = None, *, override: bool = False) -> dict[str, str]:
         """Set the profile's ``env`` quirks; call it before OpenCV/numpy-heavy code is imported.
@@ -317,8 +305,8 @@ def schema_path() -> Path:
     return Path(__file__).resolve().with_name("schemas") / "profile.schema.json"
 
 
-def _shown_default(model: type[BaseModel], key: str) -> str:
-    d = model.model_fields[key].get_default(call_default_factory=True)
+def _shown_default(model: Any, key: str) -> str:
+    d = model.default(key)
     d = list(d) if isinstance(d, tuple) else d
     shown = yaml.safe_dump(d, default_flow_style=True, sort_keys=False, width=1000).strip()
     return shown.removesuffix("...").strip()
