@@ -309,6 +309,20 @@ def test_options_built_in_code_are_validated_with_the_same_messages() -> None:
     assert PipelineOptions() == PipelineOptions() and opts != PipelineOptions()
 
 
+def test_registered_backends_are_accepted_where_the_schema_lists_the_shipped_ones() -> None:
+    from affectlite.errors import ConfigError
+    from affectlite.interpreters import register_backend
+    from affectlite.options import FaceOptions
+
+    with pytest.raises(ConfigError, match=r"face\.backend: 'profile-test-npu' is not allowed; choose one of: auto"):
+        FaceOptions(backend="profile-test-npu")
+    register_backend("profile-test-npu", lambda *a: None)  # type: ignore[arg-type,return-value]
+    assert FaceOptions(backend="profile-test-npu").backend == "profile-test-npu"
+    prof = P.parse_profile({"interpreter": {"backend": {"voice": "profile-test-npu"}}}, name="npu")
+    assert prof.to_options().voice.backend == "profile-test-npu"
+    assert "profile-test-npu" not in P.json_schema()["$defs"]["FaceOptions"]["properties"]["backend"]["enum"]
+
+
 # ------------------------------------------------------------------------------------ bad profiles
 
 BAD_CASES = [

@@ -293,6 +293,17 @@ def _struct_in(tp: Any) -> type[msgspec.Struct] | None:
     return None
 
 
+def _open_choices(tp: Any) -> str | None:
+    """``"backends"`` for a type whose choices grow at run time (``Meta(extra={"choices": "backends"})``)."""
+    tp = tp if typing.get_origin(tp) is typing.Annotated else typing.Annotated[tp, None]
+    for m in [tp, *(typing.get_args(typing.get_args(tp)[0]) or ())]:
+        if typing.get_origin(m) is typing.Annotated:
+            for meta in typing.get_args(m)[1:]:
+                if isinstance(meta, msgspec.Meta) and meta.extra and "choices" in meta.extra:
+                    return str(meta.extra["choices"])
+    return None
+
+
 def _backend_choices() -> list[str]:
     from .interpreters import describe_backends  # light: probes with find_spec, imports nothing heavy
 
@@ -323,8 +334,7 @@ def check_value(tp: Any, value: Any, cls: type[msgspec.Struct], rel: tuple[str, 
     if isinstance(v, str):  # choices that the type does not enforce (backends also take registered ones)
         enum = [str(x) for a in alternatives(root, node) for x in a.get("enum", ())]
         if enum and v not in enum:
-            choices = _backend_choices() if "backend" in (*rel[-1:], cls.__name__) or "Backend" in cls.__name__ \
-                else enum
+            choices = _backend_choices() if _open_choices(tp) == "backends" else enum
             if v not in choices:
                 out.append(Problem(cls, rel, rel, "value", v, choices=choices))
                 return BAD

@@ -59,7 +59,7 @@ Modality = Annotated[str, Meta(extra_json_schema={"enum": list(MODALITIES)})]
 SHIPPED_BACKENDS: tuple[str, ...] = ("auto", "litert", "tflite_runtime", "tf_lite")
 #: An interpreter backend: a shipped one, or one registered with ``affectlite.interpreters.register_backend``
 #: (the schema lists the shipped ones; :mod:`affectlite._validation` also accepts registered ones).
-Backend = Annotated[str, Meta(extra_json_schema={"enum": list(SHIPPED_BACKENDS)})]
+Backend = Annotated[str, Meta(extra_json_schema={"enum": list(SHIPPED_BACKENDS)}, extra={"choices": "backends"})]
 _BACKEND_DOC = ("Interpreter backend: auto (the first installed of litert, tflite_runtime, tf_lite), one of those, "
                 "or a backend registered with affectlite.interpreters.register_backend.")
 
