@@ -66,7 +66,7 @@ def schema_of(cls: type[msgspec.Struct]) -> dict[str, Any]:
     defs = schema.get("$defs", {})
     for c in _structs_in(cls, set()):
         props = defs.get(c.__name__, {}).get("properties", {})
-        for f in msgspec.structs.fields(c):
+        for f in fields_of(c):
             order = [a for m in _members(f.type) if typing.get_origin(m) is typing.Literal for a in typing.get_args(m)]
             node = props.get(f.name, {})
             for alt in node.get("anyOf", [node]):
@@ -81,7 +81,7 @@ def _structs_in(cls: type[msgspec.Struct], seen: set[type[msgspec.Struct]]) -> l
         return []
     seen.add(cls)
     out = [cls]
-    for f in msgspec.structs.fields(cls):
+    for f in fields_of(cls):
         for m in _members(f.type):
             if isinstance(m, type) and issubclass(m, msgspec.Struct):
                 out += _structs_in(m, seen)
@@ -273,6 +273,12 @@ class _Bad:
 BAD: Any = _Bad()
 
 
+@cache
+def fields_of(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    """The fields of a struct, types resolved (cached: msgspec evaluates the annotations on every call)."""
+    return msgspec.structs.fields(cls)
+
+
 def _strip(tp: Any) -> Any:
     while typing.get_origin(tp) is typing.Annotated:
         tp = typing.get_args(tp)[0]
@@ -295,13 +301,7 @@ def _struct_in(tp: Any) -> type[msgspec.Struct] | None:
 
 def _open_choices(tp: Any) -> str | None:
     """``"backends"`` for a type whose choices grow at run time (``Meta(extra={"choices": "backends"})``)."""
-    tp = tp if typing.get_origin(tp) is typing.Annotated else typing.Annotated[tp, None]
-    for m in [tp, *(typing.get_args(typing.get_args(tp)[0]) or ())]:
-        if typing.get_origin(m) is typing.Annotated:
-            for meta in typing.get_args(m)[1:]:
-                if isinstance(meta, msgspec.Meta) and meta.extra and "choices" in meta.extra:
-                    return str(meta.extra["choices"])
-    return None
+    return next((str(m.extra["choices"]) for m in _metas(tp) if m.extra and "choices" in m.extra), None)
 
 
 def _backend_choices() -> list[str]:
@@ -327,24 +327,37 @@ def check_value(tp: Any, value: Any, cls: type[msgspec.Struct], rel: tuple[str, 
     except msgspec.ValidationError:
         _refine(tp, value, cls, rel, out)
         return BAD
-    root = schema_of(cls)
-    node = node_at(root, rel)
-    if node is None:
-        return v
     if isinstance(v, str):  # choices that the type does not enforce (backends also take registered ones)
-        enum = [str(x) for a in alternatives(root, node) for x in a.get("enum", ())]
+        enum = _extra_enum(tp)
         if enum and v not in enum:
             choices = _backend_choices() if _open_choices(tp) == "backends" else enum
             if v not in choices:
                 out.append(Problem(cls, rel, rel, "value", v, choices=choices))
                 return BAD
     elif isinstance(v, dict):  # keys that the type does not enforce (modalities)
-        keys = [str(k) for a in alternatives(root, node) for k in a.get("propertyNames", {}).get("enum", ())]
+        dict_type = next((m for m in _members(tp) if typing.get_origin(m) is dict), None)
+        keys = _extra_enum(typing.get_args(dict_type)[0]) if dict_type is not None else []
         bad = [k for k in v if keys and k not in keys]
         out.extend(Problem(cls, (*rel, str(k)), (*rel, str(k)), "key", k, choices=keys) for k in bad)
         if bad:
             return BAD
     return v
+
+
+def _metas(tp: Any) -> list[msgspec.Meta]:
+    """The ``Meta`` annotations of a type and of the members of a union it is."""
+    out: list[msgspec.Meta] = []
+    if typing.get_origin(tp) is typing.Annotated:
+        out += [m for m in typing.get_args(tp)[1:] if isinstance(m, msgspec.Meta)]
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        out += [m for a in typing.get_args(tp) for m in _metas(a)]
+    return out
+
+
+def _extra_enum(tp: Any) -> list[str]:
+    """Choices declared with ``Meta(extra_json_schema={"enum": ...})`` (checked here, published in the schema)."""
+    return [str(x) for m in _metas(tp) for x in (m.extra_json_schema or {}).get("enum", ())]
 
 
 def _refine(tp: Any, value: Any, cls: type[msgspec.Struct], rel: tuple[str, ...], out: list[Problem]) -> None:
@@ -378,7 +391,7 @@ def _refine(tp: Any, value: Any, cls: type[msgspec.Struct], rel: tuple[str, ...]
 def check_data(cls: type[msgspec.Struct], data: Mapping[Any, Any], path: tuple[str, ...], out: list[Problem]) -> Any:
     """``cls`` built from a mapping, recording every problem (paths start at ``path``); :data:`BAD` if any."""
     n = len(out)
-    fields = {f.name: f for f in msgspec.structs.fields(cls)}
+    fields = {f.name: f for f in fields_of(cls)}
     kw: dict[str, Any] = {}
     for k, v in data.items():
         if not isinstance(k, str):
@@ -411,7 +424,7 @@ def check_fields(obj: msgspec.Struct) -> None:
     """
     cls = type(obj)
     out: list[Problem] = []
-    for f in msgspec.structs.fields(cls):
+    for f in fields_of(cls):
         v = getattr(obj, f.name)
         if v is msgspec.UNSET:
             continue

@@ -97,7 +97,7 @@ class _Options(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         Raises:
             KeyError: no such field.
         """
-        for f in msgspec.structs.fields(cls):
+        for f in _validation.fields_of(cls):
             if f.name == name:
                 return f.default_factory() if f.default is msgspec.NODEFAULT else f.default
         raise KeyError(name)
