@@ -124,6 +124,22 @@ def test_mask_leaves_no_hard_square_edge() -> None:
     assert out[round(cy), round(cx)] < 30  # masked: the square's corner does not show
 
 
+@pytest.mark.parametrize("angle", [-30.0, 0.0, 15.0])
+def test_true_eyes_turn_with_the_face(angle: float) -> None:
+    from affectlite import preprocess as pp
+
+    t = fr.Truth((100.0, 50.0, 200.0, 200.0), 0, angle, 200)
+    (rx, ry), (lx, ly) = fr.true_eyes(t)
+    assert math.hypot(lx - rx, ly - ry) == pytest.approx(pp.ALIGN_EYE_DISTANCE * 200)
+    assert math.degrees(math.atan2(-(ly - ry), lx - rx)) == pytest.approx(angle)  # counter-clockwise on screen
+    mx, my = (rx + lx) / 2, (ry + ly) / 2
+    a = math.radians(angle)  # the eye midpoint sits above the centre along the face's own vertical axis
+    up = (0.5 - pp.ALIGN_EYE_Y) * 200
+    assert (mx, my) == pytest.approx((200 - up * math.sin(a), 150 - up * math.cos(a)))
+    with pytest.raises(ValueError):
+        fr.true_eyes(fr.Truth(None, 0, 0.0, 0))
+
+
 def test_lighting() -> None:
     img = np.array([[0, 128, 255]], dtype=np.uint8)
     assert (fr.apply_lighting(img, 1.0, 0.0) == img).all()
@@ -236,6 +252,7 @@ def test_evaluate_and_report_with_stub_detectors(monkeypatch: pytest.MonkeyPatch
     assert c["rot 0"]["blind"]["recall"] == 0.0 and c["rot 0"]["blind"]["accuracy_e2e"] == 0.0
     assert c["background only"]["oracle"]["fp_per_frame"] == 0.0
     assert c["rot 0"]["crop_accuracy"] == 0.25  # labels 0..3, the stub says 0
+    assert c["rot +30"]["oracle_aligned_accuracy"] == 0.25 and "oracle_aligned_accuracy" not in c["background only"]
     assert rep["rotation_check"]["oracle"]["worst_drop_points"] == 0.0
     assert rep["rotation_check"]["oracle"]["within_5_points"] is True
     meta = {"n": 4, "seed": 0, "iou": 0.3, "profile": "x86_64", "machine": "test",

@@ -47,8 +47,10 @@ Scores per condition and configuration:
 - **FP/frame**: detections not matched, per frame (the background-only frames give the rate on scenes with
   no face at all), and the share of frames with at least one;
 - **accuracy e2e**: the matched face's top label equals the FER2013 label, a missed face counting as wrong;
-  **accuracy detected**: the same over matched faces only; **crop**: the model on the raw 48x48 crops of the
-  same faces (no detection), the ceiling for the condition.
+  **accuracy detected**: the same over matched faces only; references: **crop**, the model on the raw 48x48
+  crops of the same faces (no detection); **GT box**, the ground-truth square cut back out of the frame
+  (perfect detection, no alignment); **GT eyes**, the runtime's aligned crop from the true eye positions
+  (perfect detection and keypoints, :func:`true_eyes`).
 
 The **rotation check** (issue 18): for each configuration the end-to-end accuracy at +-15 and +-30 degrees
 against upright (``rot 0``), with the paired standard error of the difference; the goal is at most 5 points
@@ -306,6 +308,38 @@ def make_frame(s: Sample, cond: Condition, face: np.ndarray | None = None,
     return frame, Truth(box, s.label, cond.angle, size)
 
 
+def true_eyes(truth: Truth) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where the eyes of a placed face are, taking FER2013's canonical eye positions as the truth.
+
+    The runtime's alignment (:data:`affectlite.preprocess.ALIGN_EYE_Y` and ``ALIGN_EYE_DISTANCE``: medians of
+    BlazeFace's eyes over FER2013 crops) says where eyes sit in a FER2013 crop; placed and rotated with the
+    face, those points are the eyes a perfect keypoint detector would report.
+
+    Returns:
+        ``(right eye, left eye)`` in frame pixels (the subject's right eye is on the viewer's left).
+    """
+    from affectlite import preprocess as pp
+
+    if truth.box is None:
+        raise ValueError("a frame without a face has no eyes")
+    x, y, w, _ = truth.box
+    cx, cy = x + w / 2.0, y + w / 2.0
+    a = math.radians(truth.angle)
+    dist = float(getattr(pp, "ALIGN_EYE_DISTANCE", 0.3657))
+    ey = float(getattr(pp, "ALIGN_EYE_Y", 0.3975)) - 0.5
+    out = []
+    for qx in (-dist / 2.0, dist / 2.0):
+        out.append((cx + w * (math.cos(a) * qx + math.sin(a) * ey), cy + w * (-math.sin(a) * qx + math.cos(a) * ey)))
+    return out[0], out[1]
+
+
+def _aligned_crop_function() -> Callable[..., np.ndarray] | None:
+    from affectlite import preprocess as pp
+
+    fn: Callable[..., np.ndarray] | None = getattr(pp, "aligned_crop", None)
+    return fn
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two ``(x, y, w, h)`` boxes."""
@@ -443,16 +477,20 @@ def evaluate(samples: Sequence[Sample], conditions: Sequence[Condition], analyse
         analysers: Configuration name -> frame analyser.
         iou_threshold: IoU for a match.
         crop_classify: Classifies one grey crop (probabilities over LABELS): scores the raw 48x48 crops
-            (``crop_correct``) and the ground-truth box cut from each frame (``oracle``: the generator's
-            effect on the model with perfect detection and no alignment).
+            (``crop_correct``), the ground-truth box cut from each frame (``oracle``: the generator's
+            effect on the model with perfect detection and no alignment) and the eye-aligned crop from
+            the true eye positions (``oracle_aligned``: perfect detection and perfect keypoints; see
+            :func:`true_eyes`).
         progress: Called with a progress line now and then.
 
     Returns:
         ``{"scores": {config: {condition: [FrameScore]}}, "crop_correct": [bool per sample],
-        "oracle": {condition: [bool per sample]}, "ms_per_frame": {config: float}}``.
+        "oracle": {condition: [bool per sample]}, "oracle_aligned": {...}, "ms_per_frame": {config: float}}``.
     """
     scores: dict[str, dict[str, list[FrameScore]]] = {c: {k.name: [] for k in conditions} for c in analysers}
     oracle: dict[str, list[bool]] = {k.name: [] for k in conditions if k.face}
+    oracle_aligned: dict[str, list[bool]] = {k.name: [] for k in conditions if k.face}
+    aligned_crop = _aligned_crop_function()
     spent = dict.fromkeys(analysers, 0.0)
     frames = 0
     crop_correct: list[bool] = []
@@ -468,6 +506,10 @@ def evaluate(samples: Sequence[Sample], conditions: Sequence[Condition], analyse
                 x, y, w, h = truth.box
                 cut = crop_box(frame[:, :, 0], x, y, w, h, 0.0)
                 oracle[cond.name].append(int(np.argmax(crop_classify(cut))) == s.label)
+                if aligned_crop is not None:
+                    right, left = true_eyes(truth)
+                    cut = aligned_crop(frame, right, left, grey=True)
+                    oracle_aligned[cond.name].append(int(np.argmax(crop_classify(cut))) == s.label)
             for name, fn in analysers.items():
                 t0 = time.perf_counter()
                 dets = fn(frame)
@@ -475,7 +517,7 @@ def evaluate(samples: Sequence[Sample], conditions: Sequence[Condition], analyse
                 scores[name][cond.name].append(score_frame(truth, dets, iou_threshold))
         if progress is not None and (s.index + 1) % 25 == 0:
             progress(f"{s.index + 1}/{len(samples)} samples")
-    return {"scores": scores, "crop_correct": crop_correct, "oracle": oracle,
+    return {"scores": scores, "crop_correct": crop_correct, "oracle": oracle, "oracle_aligned": oracle_aligned,
             "ms_per_frame": {k: round(1000.0 * v / max(1, frames), 2) for k, v in spent.items()}}
 
 
@@ -491,6 +533,9 @@ def report(res: dict[str, Any], conditions: Sequence[Condition], configs: Sequen
         orc = res.get("oracle", {}).get(cond.name)
         if orc:
             row["oracle_box_accuracy"] = round(sum(orc) / len(orc), 4)
+        orc = res.get("oracle_aligned", {}).get(cond.name)
+        if orc:
+            row["oracle_aligned_accuracy"] = round(sum(orc) / len(orc), 4)
         for cfg in configs:
             row[cfg.name] = summarise(scores[cfg.name][cond.name])
         table[cond.name] = row
@@ -530,14 +575,15 @@ def markdown(rep: dict[str, Any], configs: Sequence[Config], meta: dict[str, Any
         lines.append(f"| {cname} | " + " | ".join(cells) + " |")
     lines += ["", "Expression accuracy %: end to end (missed face = wrong) / on detected faces; crop = the model "
               "on the 48x48 crops themselves; GT box = the ground-truth box cut from the frame (perfect detection, "
-              "no alignment)", "",
-              "| condition | crop | GT box | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]
+              "no alignment); GT eyes = aligned from the true eye positions (perfect detection and keypoints)", "",
+              "| condition | crop | GT box | GT eyes | " + " | ".join(names) + " |",
+              "|---|---:|---:|---:|" + "---:|" * len(names)]
     for cname, row in conds.items():
         if not row["face"]:
             continue
         cells = [f"{_pct(row[n].get('accuracy_e2e'))} / {_pct(row[n].get('accuracy_detected'))}" for n in names]
         lines.append(f"| {cname} | {_pct(row.get('crop_accuracy'))} | {_pct(row.get('oracle_box_accuracy'))} | "
-                     + " | ".join(cells) + " |")
+                     f"{_pct(row.get('oracle_aligned_accuracy'))} | " + " | ".join(cells) + " |")
     if rep["rotation_check"]:
         lines += ["", "Rotation check: end-to-end accuracy points lost against upright (paired, +- 1 standard "
                   "error); goal <= 5 for BlazeFace + alignment", "",
