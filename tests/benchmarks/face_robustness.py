@@ -611,8 +611,9 @@ def card_summary(rep: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
             m = row[cfg]
             cells[cfg] = {k: m.get(k) for k in ("recall", "fp_per_frame", "accuracy_e2e", "accuracy_detected")
                           if k in m}
-        if "crop_accuracy" in row:
-            cells["crop_accuracy"] = row["crop_accuracy"]
+        for ref in ("crop_accuracy", "oracle_box_accuracy", "oracle_aligned_accuracy"):
+            if ref in row:
+                cells[ref] = row[ref]
         conds[cname] = cells
     rot = {k: {"upright_accuracy_e2e": v["upright_accuracy_e2e"], "worst_drop_points": v["worst_drop_points"],
                "within_5_points": v["within_5_points"]} for k, v in rep["rotation_check"].items()}
