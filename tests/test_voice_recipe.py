@@ -99,6 +99,23 @@ def test_ensemble_model_averages_its_members_and_survives_save_load(tmp_path: Pa
     assert np.allclose(back.predict(x, verbose=0), got, atol=1e-5)
 
 
+def test_speaker_normalise_removes_each_speakers_band_means_per_variant() -> None:
+    rng = np.random.default_rng(2)
+    offsets = {"a": rng.standard_normal(64).astype(np.float32) * 3, "b": rng.standard_normal(64).astype(np.float32)}
+    spk = ["a", "a", "b", "b", "b"]
+    clean = [(rng.standard_normal((50 + i, 64)) + offsets[s]).astype(np.float32) for i, s in enumerate(spk)]
+    other = [m + 5.0 for m in clean]  # a second variant with its own channel offset
+    out = recipe.speaker_normalise([clean, other], spk, speech_quantile=0.0)
+    for v in out:
+        for sp in ("a", "b"):
+            rows = np.concatenate([v[i] for i, s in enumerate(spk) if s == sp])
+            assert np.allclose(rows.mean(axis=0), 0.0, atol=1e-4)  # all frames count at quantile 0
+    assert np.allclose(out[0][0], out[1][0], atol=1e-4)  # the variant's own offset is removed too
+    assert all(o.shape == c.shape and o.dtype == np.float32 for o, c in zip(out[0], clean, strict=True))
+    # the same clip of another speaker is shifted by that speaker's means: speaker-specific, not global
+    assert not np.allclose((out[0][0] - clean[0])[0], (out[0][2] - clean[2])[0], atol=1e-2)
+
+
 def test_warp_argument_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sf = pytest.importorskip("soundfile")
     clip = tmp_path / "d" / "Actor_01" / "03-01-01-01-01-01-01.flac"
@@ -111,6 +128,10 @@ def test_warp_argument_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[
     for n in ("0", "9"):
         assert recipe.main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--ensemble", n]) == 2
         assert "--ensemble within 1..8" in capsys.readouterr().err
+    for stage in ("all", "final"):  # a shipped model cannot use it: the runtime has no speaker normaliser
+        assert recipe.main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--speaker-norm",
+                            "--stage", stage]) == 2
+        assert "--speaker-norm is a validation experiment" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

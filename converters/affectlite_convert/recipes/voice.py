@@ -297,6 +297,30 @@ def _cache_features(items: Sequence[SpeechFile], cache: Path,
     return out
 
 
+def speaker_normalise(feats: list[list[np.ndarray]], speakers: Sequence[str],
+                      speech_quantile: float = 0.3) -> list[list[np.ndarray]]:
+    """Speaker-level per-band mean removal (an experiment): each clip's log-mel minus the per-band mean of its
+    speaker's louder frames (above the ``speech_quantile`` of each clip's frame energy), per feature variant.
+
+    This needs no labels (an unsupervised adaptation to a new speaker and channel); at run time it would be a
+    running per-band mean over the stream's speech. The runtime has no such normaliser yet, so the recipe
+    only uses it for validation runs scored in float.
+    """
+    spk = np.asarray(speakers)
+    out: list[list[np.ndarray]] = []
+    for mats in feats:
+        means: dict[str, np.ndarray] = {}
+        for sp in sorted(set(spk.tolist())):
+            rows = []
+            for i in np.flatnonzero(spk == sp):
+                L = mats[i]
+                e = L.mean(axis=1)
+                rows.append(L[e >= np.quantile(e, speech_quantile)])
+            means[sp] = np.concatenate(rows).mean(axis=0).astype(np.float32)
+        out.append([(m - means[str(spk[i])][None, :]).astype(np.float32) for i, m in enumerate(mats)])
+    return out
+
+
 # --------------------------------------------------------------------------------------------- training
 
 def _noise_shape() -> np.ndarray:
@@ -1037,6 +1061,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(e.g. 0.85,1.15; empty: none)")
     ap.add_argument("--ensemble", type=int, default=DEFAULTS["ensemble"],
                     help="train N models with different seeds and ship their averaged probabilities as one file")
+    ap.add_argument("--speaker-norm", action="store_true",
+                    help="experiment: speaker-level per-band mean removal; validation runs only (--stage cv), "
+                         "scored in float (the runtime has no speaker normaliser, so int8 figures are not valid)")
     ap.add_argument("--arch", choices=("cnn", "attn"), default=DEFAULTS["arch"])
     ap.add_argument("--width", type=float, default=DEFAULTS["width"])
     ap.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (at most one per speaker)")
@@ -1065,6 +1092,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0.5 <= v <= 2.0 for v in speeds):
         print(f"error: --speeds must be comma-separated factors within 0.5..2, got {args.speeds!r}", file=sys.stderr)
         return 2
+    if args.speaker_norm and args.stage != "cv":
+        print("error: --speaker-norm is a validation experiment: use it with --stage cv (the runtime has no speaker "
+              "normaliser, so a shipped model cannot use it)", file=sys.stderr)
+        return 2
     try:
         warp = [float(v) for v in args.warp.split(",") if v.strip()]
     except ValueError:
@@ -1076,7 +1107,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
            "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items),
            "speeds": speeds, **({"warp": warp} if warp else {}),
-           **({"ensemble": args.ensemble} if args.ensemble > 1 else {})}
+           **({"ensemble": args.ensemble} if args.ensemble > 1 else {}),
+           **({"speaker_norm": True} if args.speaker_norm else {})}
     log.info("%d clips: %s", len(items), {c: sum(f.corpus == c for f in items) for c in cfg["corpora"]})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1090,6 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("TensorFlow already initialised: --threads left as it is")
     variants = _cfg_variants(cfg)
     feats = _cache_features(items, Path(args.cache) if args.cache else out / "cache", variants)
+    if args.speaker_norm:
+        feats = speaker_normalise(feats, [f.speaker for f in items])
     rep = None
     if args.stage in ("all", "cv"):
         only = [v.strip() for v in args.only.split(",") if v.strip()] or None
