@@ -185,6 +185,7 @@ class FaceAnalyzer:
         self._det_error: BackendNotInstalledError | None = None
         self._choice: DetectorChoice | None = None
         self._frames = 0
+        self._detect_passes = 0
         if not lazy:
             self.classifier  # noqa: B018  (load now: a bad model fails here, not in the face thread)
             try:
@@ -269,11 +270,19 @@ class FaceAnalyzer:
         return face_crop(frame, box, landmarks, margin=self.margin, align=self.options.align,
                          max_size=2 * max(spec.size), grey=spec.channels == 1)
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        """Detections in frame pixels, filtered by score and ``min_face_size``, largest first."""
+    def detect(self, frame: np.ndarray, *, small_faces: bool = True) -> list[Detection]:
+        """Detections in frame pixels, filtered by score and ``min_face_size``, largest first.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 RGB frame.
+            small_faces: Also run the detector's search for faces below one whole-frame pass's reach
+                (BlazeFace tiles; other detectors always search every size).
+        """
         img = check_image(frame)
         small, back = self._downscale(img)
         o = self.options
+        if hasattr(self.detector, "tiles_enabled"):
+            self.detector.tiles_enabled = bool(small_faces)
         if hasattr(self.detector, "min_size"):
             # faces smaller than min_face_size are dropped below anyway: do not search for them (the
             # cascade's cost grows quickly with the number of small scales)
@@ -286,6 +295,16 @@ class FaceAnalyzer:
             out.append(full)
         out.sort(key=lambda d: -(d.w * d.h))
         return out
+
+    def _small_face_pass(self, height: int, width: int) -> bool:
+        """Live video: whether this detection pass runs the detector's small-face search (BlazeFace tiles):
+        every ``small_face_every``-th pass, and every pass while a tracked face is small enough to need it."""
+        n = self._detect_passes
+        self._detect_passes += 1
+        det = self.detector
+        reliable = float(det.reliable_size(height, width)) if hasattr(det, "reliable_size") else 0.0
+        small_tracked = any(min(t.box.w, t.box.h) < reliable for t in self.tracker.tracks)
+        return small_tracked or n % self.options.small_face_every == 0
 
     # ------------------------------------------------------------------------------------ frames
     def process(self, frame: np.ndarray, timestamp_ns: int) -> tuple[FaceResult, ...]:
@@ -305,7 +324,8 @@ class FaceAnalyzer:
         detect_now = self._frames % self.options.detect_every == 0
         self._frames += 1
         if detect_now:
-            tracks = self.tracker.update(self.detect(img), int(timestamp_ns))
+            small = self._small_face_pass(img.shape[0], img.shape[1])
+            tracks = self.tracker.update(self.detect(img, small_faces=small), int(timestamp_ns))
         else:
             tracks = self.tracker.predict(int(timestamp_ns))
         tracks = tracks[: self.options.max_faces]
@@ -362,6 +382,7 @@ class FaceAnalyzer:
         """Forget tracks and the frame counter (e.g. after a camera reconnect)."""
         self.tracker.reset()
         self._frames = 0
+        self._detect_passes = 0
 
     def close(self) -> None:
         """Release the detector and the interpreter."""

@@ -176,6 +176,11 @@ class FaceOptions(_Options, frozen=True, kw_only=True):
     detect_every: Annotated[int, _range(1, 120, "Run the detector every Nth frame, track in between.")] = 3
     detect_width: Annotated[int, _range(0, 7680, "Downscale frames to this width for detection (0: no "
                                         "downscale).")] = 320
+    small_face_every: Annotated[int, _range(
+        1, 30, "Live video: the detector's extra search for faces too small for one whole-frame pass (BlazeFace "
+        "tiles, the larger part of its cost) runs on every Nth detection pass, and on every pass while such a "
+        "small face is tracked; a new small face is then found up to N - 1 detection passes later. 1: every "
+        "pass. Still images (classify_image) always get the full search.")] = 3
     detect_scale_factor: Annotated[float, _range(
         1, 2, "Image-pyramid step of the Haar detector (1.1 searches finer and costs about a third more CPU than "
         "the default 1.15; 1.2 and above miss faces; other detectors ignore it).", lo_open=True)] = 1.15

@@ -182,6 +182,9 @@ class BlazeFaceDetector:
         self._reg, self._cls = by_last[16], by_last[1]
         self.score_threshold = float(score_threshold)
         self.min_size = int(min_size)
+        #: Search the small-face tiles on the next :meth:`detect` calls (a live analyzer turns it off on
+        #: passes that need no small-face search: see ``face.small_face_every``).
+        self.tiles_enabled = True
         self.path = os.fspath(p)
 
     def _input(self, img: np.ndarray) -> tuple[np.ndarray, float, float, float]:
@@ -215,6 +218,12 @@ class BlazeFaceDetector:
             out.append(Detection(s.x + dx, s.y + dy, s.w, s.h, s.score,
                                  tuple((a + dx, b + dy) for a, b in s.landmarks)))
         return out
+
+    @staticmethod
+    def reliable_size(height: int, width: int) -> float:
+        """Face side (pixels) above which the whole-frame pass alone finds a face in a ``height x width``
+        image; smaller faces need the tiles."""
+        return 1.25 * MIN_RELATIVE_FACE * max(height, width)
 
     def tiles(self, height: int, width: int) -> list[tuple[int, int, int]]:
         """The square tiles ``(left, top, side)`` searched besides the whole frame.
@@ -254,8 +263,8 @@ class BlazeFaceDetector:
             raise ModelLoadError("BlazeFaceDetector is closed")
         h, w = img.shape[:2]
         raw = self._pass(img)
-        largest = 1.25 * MIN_RELATIVE_FACE * max(h, w)  # larger faces are the whole-frame pass's job
-        for x0, y0, t in self.tiles(h, w):
+        largest = self.reliable_size(h, w)  # larger faces are the whole-frame pass's job
+        for x0, y0, t in self.tiles(h, w) if self.tiles_enabled else ():
             edge = 0.02 * t
             for d in self._pass(img[y0:y0 + t, x0:x0 + t], float(x0), float(y0)):
                 # a box touching an inner tile border is probably a cut face: the neighbouring tile has it whole
