@@ -175,6 +175,8 @@ def align_crops(images: np.ndarray, detector: Any = None, *, pad: float = 0.5,
     from affectlite.preprocess import face_crop, resize, to_grey
 
     det = detector if detector is not None else create_detector("blazeface", score_threshold=0.5, min_size=1)
+    if hasattr(det, "tiles_enabled"):  # the enlarged crop is one whole face: no small-face tiles (17x the cost)
+        det.tiles_enabled = False
     out = np.empty((len(images), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     found = np.zeros(len(images), dtype=bool)
     margin = float(PREPROCESSING["crop_margin"])
