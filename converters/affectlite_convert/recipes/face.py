@@ -1006,7 +1006,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kd-temperature", type=float, default=1.0, help="distillation: teacher temperature")
     p.add_argument("--no-convert", action="store_true", help="train only")
     p.add_argument("--align", action="store_true", help="train, validate and calibrate on eye-aligned crops "
-                   "(BlazeFace keypoints through affectlite.preprocess.face_crop, as the runtime with face.align)")
+                   "(BlazeFace keypoints through affectlite.preprocess.face_crop, as the runtime with face.align); "
+                   "measured at 8 epochs: 1-4 points worse end to end than training on raw crops, so not the "
+                   "default (docs/benchmarks.md)")
     a = p.parse_args(list(argv) if argv is not None else None)
     if a.align:
         a.cache = aligned_cache(a.data, a.cache if a.cache is not None else str(Path(a.out) / "cache"))
