@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +64,9 @@ def test_wheel_contains_both_packages_models_and_profiles(tmp_path: Path) -> Non
         assert f"affectlite/models/{task}.tflite" in names, f"{task} model missing from the wheel"
         assert f"affectlite/models/{task}.card.json" in names
     assert any(n.startswith("affectlite/profiles/") and n.endswith(".yaml") for n in names)
+    for schema in ("profile.schema.json", "fleet-1.schema.json"):  # published JSON Schemas (profiles, fleet)
+        assert f"affectlite/schemas/{schema}" in names, f"{schema} missing from the wheel"
+        json.loads(zipfile.ZipFile(wheel).read(f"affectlite/schemas/{schema}"))
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "affectlite = affectlite.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
     for n in names:  # no datasets, caches or training leftovers in the wheel
