@@ -720,7 +720,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fn, close, used[cfg.name] = make_analyser(cfg, a.profile, overrides)
         analysers[cfg.name] = fn
         closers.append(close)
-    clf = FaceExpressionClassifier.create(None, num_threads=1)
+    # the reference columns (crop, GT box, GT eyes) score the same expression model as the configurations
+    model_path = overrides.get("face.model_path")
+    clf = FaceExpressionClassifier.create(str(model_path) if model_path else None, num_threads=1)
     t0 = time.perf_counter()
     res = evaluate(samples, conditions, analysers, a.iou, lambda f: clf.classify_crops([f])[0],
                    progress=lambda m: print(f"  {m} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True))
