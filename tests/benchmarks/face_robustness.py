@@ -665,16 +665,14 @@ def _machine() -> str:
 
 
 def _parse_sets(pairs: Iterable[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise SystemExit(f"--set {p!r}: expected KEY=VALUE, e.g. face.detect_width=640")
-        k, v = p.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
+    """``--set KEY=VALUE`` pairs, parsed as ``affectlite run --set`` parses them."""
+    from affectlite.cli import _overrides
+    from affectlite.errors import ConfigError
+
+    try:
+        return _overrides(list(pairs))
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

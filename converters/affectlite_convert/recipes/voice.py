@@ -803,6 +803,12 @@ def _cfg_variant_p(cfg: dict[str, Any]) -> tuple[float, ...]:
     return variant_probs(_cfg_variants(cfg))
 
 
+def _cfg_train_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The model and augmentation settings of a run config, as :func:`_train` takes them."""
+    return {"arch": str(cfg["arch"]), "width": float(cfg["width"]), "variant_p": _cfg_variant_p(cfg),
+            "warp": tuple(cfg.get("warp", ())), "ensemble": int(cfg.get("ensemble", 1))}
+
+
 def _run_file(out: Path, name: str) -> Path:
     return out / "cv" / (name.replace(":", "_") + ".json")
 
@@ -829,9 +835,7 @@ def run_validation(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], o
             log.info("run %s: held %s (%d train clips, %d val clips)", name, plan["held"], len(tr), len(val))
             t0 = time.time()
             model, hist = _train(feats, y, tr, int(cfg["epochs"]), seed, balanced_weights(y, groups, tr),
-                                 eval_idx=val, arch=str(cfg["arch"]), width=float(cfg["width"]),
-                                 variant_p=_cfg_variant_p(cfg), warp=tuple(cfg.get("warp", ())),
-                                 ensemble=int(cfg.get("ensemble", 1)))
+                                 eval_idx=val, **_cfg_train_kwargs(cfg))
             probs = _predict_clips(model, feats[0], val)
             res = {"run": name, "kind": plan["kind"], "corpus": plan["corpus"], "held": plan["held"],
                    "config": cfg, "history": hist, "train_s": round(time.time() - t0, 1),
@@ -986,8 +990,7 @@ def run_final(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], out: P
     idx = np.arange(len(items))
     t0 = time.time()
     model, hist = _train(feats, y, idx, int(cfg["epochs"]), int(cfg["seed"]) + 100, balanced_weights(y, groups, idx),
-                         arch=str(cfg["arch"]), width=float(cfg["width"]), variant_p=_cfg_variant_p(cfg),
-                         warp=tuple(cfg.get("warp", ())), ensemble=int(cfg.get("ensemble", 1)))
+                         **_cfg_train_kwargs(cfg))
     train_s = round(time.time() - t0, 1)
     model.save(out / "voice_float.keras")
     calib = _calibration_windows(feats[0], idx, 400, int(cfg["seed"]))
