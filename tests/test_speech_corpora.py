@@ -35,6 +35,14 @@ SR = 16000
     ("1001_DFA_ANG_XX.wav", "angry", "crema-d:1001", ""),
     ("16b10Wb.wav", "angry", "emodb:16", "f"),
     ("03a01Fa.wav", "happy", "emodb:03", "m"),
+    ("02Fearful/f2-03-01-02-50.ogg", "fear", "ased:50", "m"),
+    ("04Sad/S4-04-02-01-29.ogg", "sad", "ased:29", "f"),        # the upper-case letter: label from the folder
+    ("03Happy/s4-01-01-01-01.ogg", "happy", "ased:01", "f"),    # a wrong letter: the folder still wins
+    ("samples/KS0_anger_12.ogg", "angry", "nemo:KS0", "m"),
+    ("samples/EB0_surprised_3.ogg", "surprise", "nemo:EB0", "f"),
+    ("samples/MK0_happiness_1.ogg", "happy", "nemo:MK0", "f"),
+    ("Calm/1234_sk_acik.ogg", "neutral", "turev:1234", ""),
+    ("Happy/7895_mt_beste.ogg", "happy", "turev:7895", ""),
 ])
 def test_parser_gives_label_speaker_and_gender(name: str, label: str, speaker: str, gender: str) -> None:
     f = parse_speech_file(Path("corpus") / name)
@@ -93,7 +101,8 @@ def test_eval_voice_runs_on_each_shared_corpus_folder(shared_datasets: Path) -> 
     if not DEFAULT_MODEL.is_file():
         pytest.skip("shipped voice model missing")
     found = 0
-    for name, convention in (("ravdess-speech-16k", "ravdess"), ("tess-16k", "tess")):
+    for name, convention in (("ravdess-speech-16k", "ravdess"), ("tess-16k", "tess"), ("ased-16k", "ased"),
+                             ("nemo-16k", "nemo"), ("turev-16k", "turev")):
         d = shared_datasets / name
         if not d.is_dir():
             continue
@@ -103,6 +112,32 @@ def test_eval_voice_runs_on_each_shared_corpus_folder(shared_datasets: Path) -> 
         assert res["per_speaker_uar"] and res["no_speech"] == 0
     if not found:
         pytest.skip("no speech corpus in the shared datasets")
+
+
+@pytest.mark.parametrize(("name", "n", "speakers", "genders", "labels"), [
+    ("ased-16k", 2474, 65, {"f": 25, "m": 40}, {"neutral": 522, "fear": 510, "happy": 486, "sad": 470, "angry": 486}),
+    ("nemo-16k", 4481, 9, {"f": 4, "m": 5}, {"angry": 749, "fear": 736, "happy": 749, "neutral": 809, "sad": 769,
+                                             "surprise": 669}),
+    ("turev-16k", 1735, 6, {"": 6}, {"angry": 487, "neutral": 408, "happy": 357, "sad": 483}),
+])
+def test_new_corpora_parse_every_file(shared_datasets: Path, name: str, n: int, speakers: int,
+                                      genders: dict[str, int], labels: dict[str, int]) -> None:
+    """ASED, nEMO, TurEV-DB: every clip labelled, speakers and (majority) genders as the README gives them."""
+    d = shared_datasets / name
+    if not d.is_dir():
+        pytest.skip(f"{d} not present")
+    files = list_speech_files(d, labelled_only=False)
+    assert len(files) == n and all(f.label is not None and f.speaker for f in files)
+    by_speaker = {f.speaker: f.gender for f in files}
+    assert len(by_speaker) == speakers
+    assert {g: list(by_speaker.values()).count(g) for g in set(by_speaker.values())} == genders
+    assert {lab: sum(f.label == lab for f in files) for lab in labels} == labels
+    if name == "nemo-16k":  # the padded speaker ids of data.tsv agree with the file names' genders
+        import csv
+
+        with open(d / "data.tsv", encoding="utf-8") as fh:
+            tsv = {r["speaker_id"].strip(): r["gender"][0] for r in csv.DictReader(fh, delimiter="\t")}
+        assert {s.split(":")[1]: g for s, g in by_speaker.items()} == tsv
 
 
 # ------------------------------------------------------------------------------------------- reliability

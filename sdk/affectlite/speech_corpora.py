@@ -17,6 +17,16 @@ tess       ``OAF_back_angry.ogg`` (speaker_word_       angry, disgust, fear, hap
 crema-d    ``1001_DFA_ANG_XX.wav`` (actor first)       ANG DIS FEA HAP NEU SAD
 emodb      ``03a01Fa.wav`` (speaker first 2 digits)    W anger, E disgust, A fear, F happiness, T sadness,
                                                        N neutral; L boredom is skipped
+ased       ``01Neutral/n1-01-01-01-01.ogg`` (letter+   label from the FOLDER (``01Neutral 02Fearful 03Happy
+           folder no., sentence, repetition, gender    04Sad 05Angry``; the letter is wrong for one file);
+           01 f / 02 m, speaker 01-65)                 speaker from the last field; gender: the speaker's
+                                                       majority in :func:`list_speech_files` (the field is
+                                                       wrong for a few files)
+nemo       ``samples/KS0_anger_12.ogg`` (speaker_      anger, fear, happiness, neutral, sadness, surprised;
+           emotion_n; genders of the 9 actors from     gender of the 9 actors from the corpus's data.tsv
+           data.tsv)
+turev      ``Angry/1157_kz_acik.ogg`` (speaker_code_   kz angry, sk calm -> neutral, mt happy, hl sad;
+           word)                                       gender unknown
 folder     ``angry/x.wav`` (parent folder = label)     synonyms accepted (``happiness``, ``fearful`` ...)
 =========  ==========================================  =======================================================
 """
@@ -25,7 +35,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .labels import canonical_label
@@ -42,7 +53,7 @@ __all__ = [
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".opus")
 
 #: Naming conventions in the order they are tried.
-CONVENTIONS = ("ravdess", "tess", "crema-d", "emodb", "folder")
+CONVENTIONS = ("ravdess", "tess", "crema-d", "emodb", "ased", "nemo", "turev", "folder")
 
 SKIP = "skip"
 UNLABELLED = "unlabelled"
@@ -60,6 +71,16 @@ _EMODB_EMO: dict[str, str | None] = {"W": "angry", "L": None, "E": "disgust", "A
                                      "T": "sad", "N": "neutral"}
 # EmoDB speakers (Burkhardt et al. 2005): 03, 10, 11, 12, 15 male; 08, 09, 13, 14, 16 female
 _EMODB_MALE = {"03", "10", "11", "12", "15"}
+_ASED = re.compile(r"^([A-Za-z])(\d)-(\d\d)-(\d\d)-(0[12])-(\d\d)$")
+_ASED_FOLDER = re.compile(r"^0([1-5])(Neutral|Fearful|Happy|Sad|Angry)$", re.IGNORECASE)
+_NEMO = re.compile(r"^([A-Z]{2}\d)_(anger|fear|happiness|neutral|sadness|surprised)_(\d+)$")
+_NEMO_EMO = {"anger": "angry", "fear": "fear", "happiness": "happy", "neutral": "neutral", "sadness": "sad",
+             "surprised": "surprise"}
+# nEMO's data.tsv: gender of its 9 actors
+_NEMO_GENDER = {"EB0": "f", "IC0": "f", "KD0": "f", "MK0": "f", "KS0": "m", "MP0": "m", "SM0": "m", "TP0": "m",
+                "WR0": "m"}
+_TUREV = re.compile(r"^(\d{4})_(kz|sk|mt|hl)_(.+)$")
+_TUREV_EMO = {"kz": "angry", "sk": "neutral", "mt": "happy", "hl": "sad"}
 _SKIP_FOLDERS = ("contempt", "boredom", "bored", "calm_skip")
 
 
@@ -109,6 +130,17 @@ def parse_speech_file(path: str | os.PathLike[str]) -> SpeechFile:
         lab = _EMODB_EMO[m.group(4)]
         spk, gender = f"emodb:{m.group(1)}", ("m" if m.group(1) in _EMODB_MALE else "f")
         return SpeechFile(p, lab, "emodb" if lab else SKIP, spk if lab else "", gender if lab else "")
+    m = _ASED.match(stem)
+    fm = _ASED_FOLDER.match(p.parent.name)
+    if m and fm:  # label from the folder: the letter is inconsistent for one speaker
+        return SpeechFile(p, canonical_label(fm.group(2)), "ased", f"ased:{m.group(6)}",
+                          "f" if m.group(5) == "01" else "m")
+    m = _NEMO.match(stem)
+    if m:
+        return SpeechFile(p, _NEMO_EMO[m.group(2)], "nemo", f"nemo:{m.group(1)}", _NEMO_GENDER.get(m.group(1), ""))
+    m = _TUREV.match(stem)
+    if m:
+        return SpeechFile(p, _TUREV_EMO[m.group(2)], "turev", f"turev:{m.group(1)}", "")
     folder = p.parent.name
     lab = canonical_label(folder)
     if lab is not None:
@@ -121,10 +153,19 @@ def parse_speech_file(path: str | os.PathLike[str]) -> SpeechFile:
 def list_speech_files(root: str | os.PathLike[str], *, labelled_only: bool = True) -> list[SpeechFile]:
     """Every audio file under ``root`` (recursively, sorted by path), parsed by :func:`parse_speech_file`.
 
+    A speaker's gender is the majority of its files' genders (ASED's gender field is wrong for a few files).
+
     Args:
         root: A corpus folder.
         labelled_only: Leave out skipped and unlabelled files.
     """
     files = sorted(q for q in Path(root).rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS and q.is_file())
     out = [parse_speech_file(q) for q in files]
+    votes: dict[str, Counter[str]] = {}
+    for f in out:
+        if f.speaker and f.gender:
+            votes.setdefault(f.speaker, Counter())[f.gender] += 1
+    major = {spk: c.most_common(1)[0][0] for spk, c in votes.items()}
+    out = [replace(f, gender=major[f.speaker]) if f.speaker in major and f.gender != major[f.speaker] else f
+           for f in out]
     return [f for f in out if f.label is not None] if labelled_only else out

@@ -687,6 +687,7 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
         for f in labelled:
             lab = LABELS.index(str(f.label))
             x, rate = af.load_audio_with_rate(f.path)
+            x = np.clip(x, -1.0, 1.0)  # lossy decoders (Ogg/Opus corpora) overshoot full scale on loud clips
             r = an.classify_clip(x, rate)
             y.append(lab)
             if r is None:
