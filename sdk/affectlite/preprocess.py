@@ -4,9 +4,14 @@ A face model's card describes its image input in ``inputs[0].preprocessing``::
 
     {"color": "grey" | "rgb", "size": [48, 48], "scale": 0.00392156862745098,
      "mean": 0.5077, "std": 0.255,          # float, or one value per channel
-     "resize": "area" | "bilinear" | "nearest", "crop_margin": 0.15, "layout": "NHWC"}
+     "resize": "area" | "bilinear" | "nearest", "crop_margin": 0.15, "layout": "NHWC",
+     "equalize": "none" | "histogram"}         # optional, default "none"
 
-The model input is ``(resize(colour(crop)) * scale - mean) / std`` as float32, shape ``(1, H, W, C)``.
+The model input is ``(equalize(resize(colour(crop))) * scale - mean) / std`` as float32, shape ``(1, H, W, C)``.
+``"equalize": "histogram"`` (grey models only) histogram-equalises the resized crop on the uint8 grid
+(:func:`equalize_hist`, the same mapping as OpenCV's ``equalizeHist``), as FER2013's training JPEGs were:
+camera crops then reach the model with the contrast it was trained on. Cards without the key (every card
+written before it existed) keep the plain pipeline.
 :func:`parse_image_spec` validates the dict once; :func:`prepare_face` applies it to one crop. The
 training recipe (``affectlite_convert.recipes.face``) uses the same arithmetic, so what the device computes
 is what the model was trained and calibrated on.
@@ -41,6 +46,7 @@ __all__ = [
     "aligned_crop",
     "aligned_crop_size",
     "crop_box",
+    "equalize_hist",
     "eye_alignment_matrix",
     "face_crop",
     "parse_image_spec",
@@ -56,6 +62,7 @@ __all__ = [
 #: ITU-R BT.601 luma weights (what OpenCV's RGB2GRAY and most JPEG decoders use).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _RESIZE_MODES = ("area", "bilinear", "nearest")
+_EQUALIZE_MODES = ("none", "histogram")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class ImageSpec:
         std: Divides after subtracting the mean (one value, or one per channel).
         resize: Interpolation: ``"area"``, ``"bilinear"`` or ``"nearest"``.
         crop_margin: Margin around a detector box the model was trained with (fraction of the box side).
+        equalize: ``"none"`` or ``"histogram"`` (histogram equalisation of the resized grey crop,
+            :func:`equalize_hist`).
     """
 
     color: str = "grey"
@@ -79,6 +88,7 @@ class ImageSpec:
     std: tuple[float, ...] = (1.0,)
     resize: str = "area"
     crop_margin: float = 0.15
+    equalize: str = "none"
 
     @property
     def channels(self) -> int:
@@ -133,8 +143,15 @@ def parse_image_spec(pre: Mapping[str, Any], where: str = "card input 0 preproce
     layout = str(pre.get("layout", "NHWC")).upper()
     if layout != "NHWC":
         raise ModelCardError(f"{where}: only layout 'NHWC' is supported, got {layout!r}")
+    equalize = str(pre.get("equalize", "none")).lower()
+    if equalize not in _EQUALIZE_MODES:
+        raise ModelCardError(f"{where}: 'equalize' must be one of {', '.join(_EQUALIZE_MODES)}, got "
+                             f"{pre.get('equalize')!r}")
+    if equalize != "none" and color != "grey":
+        raise ModelCardError(f"{where}: 'equalize': {equalize!r} is defined for grey models only "
+                             f"('color': 'grey'), got 'color': {color!r}")
     return ImageSpec(color=color, size=(int(size[0]), int(size[1])), scale=scale, mean=mean, std=std,
-                     resize=mode, crop_margin=margin)
+                     resize=mode, crop_margin=margin, equalize=equalize)
 
 
 # --------------------------------------------------------------------------------------------- colour
@@ -503,6 +520,41 @@ def face_crop(frame: np.ndarray, box: Sequence[float], landmarks: Sequence[Seque
     return crop_box(frame, x, y, w, h, margin)
 
 
+def equalize_hist(image: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of a grey uint8 image (numpy; the same mapping as OpenCV's ``equalizeHist``).
+
+    Grey level ``v`` maps to ``round((cdf(v) - cdf(v_min)) * 255 / (N - cdf(v_min)))``, with ``cdf`` the
+    cumulative histogram, ``v_min`` the darkest level present and ``N`` the pixel count; an image of one grey
+    level is returned unchanged. The mapping depends only on the order of the grey levels, so any
+    monotonic change of brightness or contrast (gamma, gain, offset) gives the same output up to
+    quantisation.
+
+    Args:
+        image: ``(H, W)`` uint8 (other dtypes are rounded and clipped to 0..255 first).
+
+    Returns:
+        ``(H, W)`` uint8.
+
+    Raises:
+        InputError: the image is not 2-D or is empty.
+    """
+    img = np.asarray(image)
+    if img.ndim != 2 or img.size == 0:
+        raise InputError(f"equalize_hist needs a non-empty 2-D grey image, got shape {img.shape}")
+    if img.dtype != np.uint8:
+        img = np.clip(np.rint(img.astype(np.float64)), 0, 255).astype(np.uint8)
+    hist = np.bincount(img.ravel(), minlength=256)
+    cdf = np.cumsum(hist)
+    total = int(cdf[-1])
+    lo = int(cdf[int(np.flatnonzero(hist)[0])])
+    if lo == total:
+        return img.copy()
+    scale = 255.0 / (total - lo)
+    lut = np.clip(np.rint((cdf - lo) * scale), 0, 255).astype(np.uint8)
+    out: np.ndarray = lut[img]
+    return out
+
+
 def prepare_face(crop: np.ndarray, spec: ImageSpec) -> np.ndarray:
     """One face crop -> model input ``(1, H, W, C)`` float32, exactly as the card specifies.
 
@@ -517,6 +569,8 @@ def prepare_face(crop: np.ndarray, spec: ImageSpec) -> np.ndarray:
     img = resize(img, spec.size, spec.resize)
     # quantise to uint8 grid like a decoded 8-bit image, then normalise (matches training on uint8 data)
     img = np.clip(np.rint(img), 0.0, 255.0)
+    if spec.equalize == "histogram" and img.ndim == 2:
+        img = equalize_hist(img.astype(np.uint8)).astype(np.float32)
     if img.ndim == 2:
         img = img[:, :, None]
     mean = np.asarray(spec.mean, dtype=np.float32)

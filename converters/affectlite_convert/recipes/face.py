@@ -92,6 +92,21 @@ PREPROCESSING: dict[str, Any] = {
     "layout": "NHWC",
 }
 _IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+#: Training targets (``--targets``): FER2013's folder labels, or FER+ votes (:mod:`.face_ferplus`) as soft
+#: distributions or majority labels.
+TARGETS = ("fer2013", "ferplus-soft", "ferplus-majority")
+
+
+def preprocessing(equalize: bool = False) -> dict[str, Any]:
+    """The card's preprocessing spec: :data:`PREPROCESSING`, plus ``"equalize": "histogram"`` if ``equalize``."""
+    return {**PREPROCESSING, **({"equalize": "histogram"} if equalize else {})}
+
+
+def equalize_images(x: np.ndarray) -> np.ndarray:
+    """Histogram-equalise each ``(N, H, W)`` uint8 image (the runtime's :func:`affectlite.preprocess.equalize_hist`)."""
+    from affectlite.preprocess import equalize_hist
+
+    return np.stack([equalize_hist(im) for im in x]) if len(x) else x.copy()
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -296,10 +311,12 @@ def build_model(width: int = 16, dropout: float = 0.2, weight_decay: float = 0.0
     return keras.Model(inp, out, name="affectlite_face")
 
 
-def _augment_batch(x: Any, seed_gen: Any, erase_prob: float = 0.0) -> Any:
+def _augment_batch(x: Any, seed_gen: Any, erase_prob: float = 0.0, photometric: bool = True) -> Any:
     """Random affine (flip, rotation, zoom, shift) + brightness/contrast + erasing on a float batch.
 
     ``x``: (B, 48, 48, 1) float32 in [0, 255]. Returns the same shape, still in [0, 255].
+    ``photometric=False`` leaves brightness and contrast alone (models whose runtime equalises the histogram
+    never see other contrasts; the random draws are made either way).
     """
     import tensorflow as tf
 
@@ -333,7 +350,8 @@ def _augment_batch(x: Any, seed_gen: Any, erase_prob: float = 0.0) -> Any:
     mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
     contrast = tf.reshape(u(0.7, 1.3), [-1, 1, 1, 1])
     bright = tf.reshape(u(-25.0, 25.0), [-1, 1, 1, 1])
-    x = (x - mean) * contrast + mean + bright
+    if photometric:
+        x = (x - mean) * contrast + mean + bright
     # random erasing (one rectangle, in a fraction erase_prob of the images)
     ey = tf.reshape(u(0.0, s), [-1, 1, 1, 1])
     ex = tf.reshape(u(0.0, s), [-1, 1, 1, 1])
@@ -415,33 +433,80 @@ def _progress_callback() -> Any:
 
 
 def _train_data(xtr: np.ndarray, ytr: np.ndarray, *, seed: int, batch_size: int, seed_gen: Any,
-                soft: np.ndarray | None = None, alpha: float = 1.0) -> Any:
+                soft: np.ndarray | None = None, alpha: float = 1.0, weights: np.ndarray | None = None,
+                photometric: bool = True) -> Any:
     """``epoch -> tf.data.Dataset`` of augmented, normalised, class-weighted training batches.
 
-    With ``soft`` (per-image teacher probabilities, :func:`teacher_targets`) the target of each image is
-    ``alpha * one_hot + (1 - alpha) * soft`` (knowledge distillation); otherwise the one-hot label.
+    With ``soft`` (per-image teacher probabilities, :func:`teacher_targets`, or FER+ vote distributions)
+    the target of each image is ``alpha * one_hot + (1 - alpha) * soft``; otherwise the one-hot label.
+    ``weights``: per-image loss weights replacing the class weight of ``ytr``. ``photometric``: see
+    :func:`_augment_batch`.
     """
     import tensorflow as tf
 
     cw = _class_weights(ytr)
     n_cls = len(LABELS)
     soft_arr = np.zeros((len(ytr), n_cls), np.float32) if soft is None else np.asarray(soft, np.float32)
+    w_arr = cw[ytr] if weights is None else np.asarray(weights, np.float32)
     a = 1.0 if soft is None else float(alpha)
 
     def make_train(epoch: int) -> Any:
-        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr, soft_arr))
+        ds = tf.data.Dataset.from_tensor_slices((xtr, ytr, soft_arr, w_arr))
         ds = ds.shuffle(len(ytr), seed=seed * 7919 + epoch, reshuffle_each_iteration=False)
         ds = ds.batch(batch_size, drop_remainder=False)
 
-        def prep(xb: Any, yb: Any, sb: Any) -> Any:
+        def prep(xb: Any, yb: Any, sb: Any, wb: Any) -> Any:
             xf = tf.cast(xb[..., None], tf.float32)
-            xf = _augment_batch(xf, seed_gen)
+            xf = _augment_batch(xf, seed_gen, photometric=photometric)
             yo = a * tf.one_hot(yb, n_cls) + (1.0 - a) * sb
-            return normalise(xf), yo, tf.gather(cw, yb)
+            return normalise(xf), yo, wb
 
         return ds.map(prep, num_parallel_calls=1).prefetch(2)
 
     return make_train
+
+
+def load_data(data_dir: str, cache: str, targets: str = "fer2013", equalize: bool = False) -> dict[str, Any]:
+    """Training and validation arrays for ``targets`` (see :data:`TARGETS` and :mod:`.face_ferplus`).
+
+    Returns a dict: ``xtr`` (uint8 images to train on), ``ytr`` (their hard label: the folder label, the FER+
+    majority, or the top of the vote distribution), ``soft`` and ``weights`` (FER+ soft targets and per-image
+    loss weights = share of valid votes x the class weight of the distribution; ``None`` otherwise),
+    ``xva``/``yva`` (validation: all of public_test with folder labels, or the FER+ majority set of
+    :func:`.face_ferplus.validation_mask`), ``xva_all``/``yva_orig``/``val_mask`` (all of public_test, its
+    folder labels, and which rows are in the validation set). With ``equalize`` every image is
+    histogram-equalised as the runtime does (:func:`equalize_images`).
+    """
+    if targets not in TARGETS:
+        raise SystemExit(f"--targets must be one of {', '.join(TARGETS)}, got {targets!r}")
+    xtr, ytr = load_split(data_dir, "train", cache)
+    xva, yva = load_split(data_dir, "public_test", cache)
+    if equalize:
+        xtr, xva = equalize_images(xtr), equalize_images(xva)
+    d: dict[str, Any] = {"xtr": xtr, "ytr": ytr, "soft": None, "weights": None, "xva": xva, "yva": yva,
+                         "xva_all": xva, "yva_orig": yva, "val_mask": np.ones(len(yva), bool)}
+    if targets == "fer2013":
+        return d
+    from . import face_ferplus as fp
+
+    vtr = fp.load_votes(data_dir, "train", len(ytr))
+    vva = fp.load_votes(data_dir, "public_test", len(yva))
+    mask = fp.validation_mask(vva, vtr, load_split(data_dir, "public_test", cache)[0],
+                              load_split(data_dir, "train", cache)[0])
+    d.update(xva=xva[mask], yva=fp.majority_labels(vva)[mask], val_mask=mask)
+    if targets == "ferplus-majority":
+        maj = fp.majority_labels(vtr)
+        keep = maj >= 0
+        d.update(xtr=xtr[keep], ytr=maj[keep])
+    else:
+        soft, share, keep = fp.soft_targets(vtr)
+        soft, share = soft[keep], share[keep]
+        counts = soft.sum(axis=0).astype(np.float64)
+        cw = (counts.sum() / np.maximum(counts, 1.0)) ** 0.5
+        cw = cw / float((cw * counts).sum() / counts.sum())  # mean weight over images = 1, as _class_weights
+        d.update(xtr=xtr[keep], ytr=soft.argmax(axis=1).astype(np.int64), soft=soft,
+                 weights=(share * (soft @ cw)).astype(np.float32))
+    return d
 
 
 def _bn_calibration_images(xtr: np.ndarray, seed: int) -> Any:
@@ -475,10 +540,15 @@ def _set_threads(threads: int | None) -> None:
 def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_size: int = 128,
           lr: float = 3e-3, width: int = 20, cache_dir: str | None = None, threads: int | None = None,
           max_minutes: float | None = None, stop_after: int | None = None,
-          restart_lr: float | None = None, stage5: int = 0, arch: str = "vgg") -> dict[str, Any]:
+          restart_lr: float | None = None, stage5: int = 0, arch: str = "vgg", targets: str = "fer2013",
+          equalize: bool = False) -> dict[str, Any]:
     """Train (or resume) the classifier; returns a summary dict. See the module docstring.
 
     ``stage5``: channels of an optional fifth stage; ``arch``: the architecture family (:func:`build_model`).
+    ``targets``: one of :data:`TARGETS` (:func:`load_data`); FER+ runs are scored and selected on the FER+
+    majority labels of public_test. ``equalize``: train and validate on histogram-equalised images without
+    brightness/contrast augmentation, and write ``"equalize": "histogram"`` to the card (the runtime then
+    equalises every crop).
 
     ``restart_lr`` (with a longer ``epochs`` on a resumed run): a warm restart - the learning rate jumps back
     to this value and anneals to the new end, instead of continuing from the current (final) rate.
@@ -490,10 +560,10 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
     out = Path(out_dir)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     cache = cache_dir if cache_dir is not None else str(out / "cache")
-    xtr, ytr = load_split(data_dir, "train", cache)
-    xva, yva = load_split(data_dir, "public_test", cache)
+    data = load_data(data_dir, cache, targets, equalize)
+    xtr, ytr, xva, yva = data["xtr"], data["ytr"], data["xva"], data["yva"]
     print(f"train {len(ytr)} {np.bincount(ytr, minlength=len(LABELS)).tolist()}  "
-          f"public_test {len(yva)}", flush=True)
+          f"validation {len(yva)} {np.bincount(yva, minlength=len(LABELS)).tolist()}", flush=True)
 
     keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(ytr) / batch_size)
@@ -501,7 +571,7 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
     warm = min(steps_per_epoch // 2, total_steps // 10)
 
     state_path = out / "state.json"
-    arch_cfg = _arch_config(width, stage5, arch)
+    arch_cfg = {**_arch_config(width, stage5, arch), **_data_config(targets, equalize)}
     state: dict[str, Any] = {"epoch": 0, "best_acc": 0.0, "best_epoch": -1, "history": [], "initial_epochs": epochs,
                              "config": {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
                                         **arch_cfg}}
@@ -533,11 +603,12 @@ def train(data_dir: str, out_dir: str, *, epochs: int = 7, seed: int = 1, batch_
         print(f"resuming after epoch {state['epoch']} (best {state['best_acc']:.4f})", flush=True)
     else:
         model = build_model(width, stage5=stage5, arch=arch)
-        _compile(model, lr, total_steps, warm, label_smoothing=0.1)
+        _compile(model, lr, total_steps, warm, label_smoothing=0.0 if targets == "ferplus-soft" else 0.1)
     model.summary(print_fn=lambda s, **_: print(s, flush=True))
 
     seed_gen = tf.random.Generator.from_seed(seed + 1000 * int(state["epoch"]))
-    make_train = _train_data(xtr, ytr, seed=seed, batch_size=batch_size, seed_gen=seed_gen)
+    make_train = _train_data(xtr, ytr, seed=seed, batch_size=batch_size, seed_gen=seed_gen, soft=data["soft"],
+                             alpha=0.0, weights=data["weights"], photometric=not equalize)
     return _run_epochs(model, state, out, make_train, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        xcal_n=_bn_calibration_images(xtr, seed),
                        xva_n=normalise(xva[..., None].astype(np.float32)), yva=yva,
@@ -830,17 +901,26 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
 
     out = Path(out_dir)
     cache = cache_dir if cache_dir is not None else str(out / "cache")
-    xtr, ytr = load_split(data_dir, "train", cache)
-    xva, yva = load_split(data_dir, "public_test", cache)
+    state = json.loads((out / "state.json").read_text()) if (out / "state.json").is_file() else {}
+    targets = str(state.get("config", {}).get("targets", "fer2013"))
+    equalize = bool(state.get("config", {}).get("equalize", False))
+    ferplus = targets != "fer2013"
+    # images as stored: the card's preprocessing (prepare_faces) equalises them if the run did
+    data = load_data(data_dir, cache, targets, equalize=False)
+    xtr, ytr, xva, yva = data["xtr"], data["ytr"], data["xva"], data["yva"]
+    pre = preprocessing(equalize)
     model = keras.models.load_model(out / "best.keras", compile=False)
     rng = np.random.default_rng(seed)
     # representative set: 100 images per class from train (balanced), normalised like at runtime
     idx = np.concatenate([rng.choice(np.flatnonzero(ytr == k), size=min(100, int((ytr == k).sum())),
                                      replace=False) for k in range(len(LABELS))])
-    spec = parse_image_spec(PREPROCESSING)
+    spec = parse_image_spec(pre)
     rep = prepare_faces(list(xtr[idx]), spec)  # the runtime's own preprocessing code
     val = prepare_faces(list(xva), spec)
-    state = json.loads((out / "state.json").read_text()) if (out / "state.json").is_file() else {}
+    val_name = (f"FER+ majority labels of FER2013 public_test ({len(yva):,} images: strict majority of the ten "
+                "votes in our seven classes, matched rows only, duplicates of train images removed; also used "
+                "for model selection)" if ferplus else
+                "FER2013 public_test (3,589 images; also used for model selection)")
     pval = model.predict(val, batch_size=512, verbose=0)
     temperature = fit_temperature(pval, yva)
     pred = pval.argmax(1)
@@ -855,8 +935,18 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
     channels = "-".join(str(width * m) for m in _STAGE_WIDTHS[arch]) + (f"-{stage5}" if stage5 else "")
     kd = state.get("config", {}).get("distil")
     method = (f"{family} {channels} channels, {model.count_params() / 1e6:.2f} M parameters; augmentation "
-              "flip/rotate/zoom/shift/brightness/contrast; sqrt inverse-frequency class weights; "
-              + ("" if kd else "label smoothing 0.1; ")
+              + ("flip/rotate/zoom/shift (no brightness/contrast: every image is histogram-equalised in "
+                 "training and at runtime); " if equalize else "flip/rotate/zoom/shift/brightness/contrast; ")
+              + {"fer2013": "",
+                 "ferplus-soft": "targets: the FER+ vote distribution over our seven classes (contempt, unknown "
+                                 "and not-a-face votes dropped, each image weighted by its share of valid votes; "
+                                 "images whose most-voted category is not-a-face and the 495 unmatched rows "
+                                 "dropped); ",
+                 "ferplus-majority": "targets: the FER+ strict majority label (images without one in our seven "
+                                     "classes and the 495 unmatched rows dropped); "}[targets]
+              + ("sqrt inverse-frequency class weights; " if not ferplus else
+                 "sqrt inverse-frequency class weights (of the targets); ")
+              + ("" if kd or targets == "ferplus-soft" else "label smoothing 0.1; ")
               + "AdamW + cosine; BatchNorm statistics recomputed on un-augmented training images")
     distillation: dict[str, Any] | None = None
     if kd:
@@ -874,21 +964,26 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
             "init_public_test_accuracy": state.get("init_acc"),
         }
     card = {
-        "name": "affectlite-face-fer2013",
-        "version": "1.0.0",
+        "name": "affectlite-face-ferplus" if ferplus else "affectlite-face-fer2013",
+        "version": "2.0.0" if ferplus else "1.0.0",
         "task": "face",
         "labels": list(LABELS),
-        "inputs": [{"name": "image", "kind": "image", "preprocessing": dict(PREPROCESSING)}],
+        "inputs": [{"name": "image", "kind": "image", "preprocessing": pre}],
         "outputs": [{"name": "probs", "kind": "probabilities"}],
         "calibration": {"temperature": temperature,
                         "method": "temperature minimising the negative log-likelihood of the float model on "
-                                  "FER2013 public_test"},
+                                  + ("FER+ public_test majority labels" if ferplus else "FER2013 public_test")},
         "training": {
-            "data": "FER2013 train split (28,709 48x48 grey face crops, ICML 2013 representation-learning "
-                    "challenge), from ../shared/datasets/fer2013/train",
+            "data": ("FER2013 train split (28,709 48x48 grey face crops, ICML 2013 representation-learning "
+                     "challenge), from ../shared/datasets/fer2013/train"
+                     + (f", labelled with the FER+ votes (ten annotators per image, fer2013/ferplus_votes.csv; "
+                        f"{len(ytr):,} images used)" if ferplus else "")),
             "terms": "FER2013: web-scraped images, research use, no explicit licence; the images are not "
-                     "redistributed (only the trained weights are)",
-            "split": "model selected on FER2013 public_test (3,589 images); PrivateTest held back",
+                     "redistributed (only the trained weights are)"
+                     + ("; FER+ labels (Barsoum et al., ICMI 2016, Microsoft): MIT licence" if ferplus else ""),
+            "split": ("model selected on the FER+ majority labels of FER2013 public_test "
+                      f"({len(yva):,} images); PrivateTest (the FER+ test split) held back" if ferplus else
+                      "model selected on FER2013 public_test (3,589 images); PrivateTest held back"),
             "recipe": _recipe_commands(state, seed),
             "epochs": state.get("config", {}).get("epochs", epochs),
             "schedule_changes": state.get("schedule_changes", []),
@@ -897,31 +992,79 @@ def convert_best(data_dir: str, out_dir: str, *, seed: int = 1, cache_dir: str |
             **({"distillation": distillation} if distillation else {}),
         },
         "limitations": [
+            *(["The FER+ labels are crowd votes on the displayed expression of small web images; the "
+               "majority of ten annotators is itself wrong or ambiguous on a share of images."] if ferplus else []),
             "FER2013 has demographic biases (age, skin tone, gender presentation are not balanced) and "
             "accuracy differs between groups; it has not been audited per group.",
             "Trained on posed/web images of mostly frontal faces; profile, occluded, low-light or very small "
             "faces are less reliable.",
             "Outputs an estimate of the displayed facial expression, not of the emotion a person feels.",
             f"'{worst}' has the lowest recall ({recall[worst]:.0%} on public_test, float model; most often "
-            f"mistaken for {LABELS[int(confused.argmax())]}); 'disgust' is rare in the training data (436 images, "
-            "56 in public_test), so its figures are noisy.",
+            f"mistaken for {LABELS[int(confused.argmax())]}); "
+            + (f"'disgust' and 'fear' are rare under the FER+ majority ({int((yva == LABELS.index('disgust')).sum())} "
+               f"and {int((yva == LABELS.index('fear')).sum())} validation images), so their figures are noisy."
+               if ferplus else
+               "'disgust' is rare in the training data (436 images, 56 in public_test), so its figures are noisy."),
         ],
     }
     dest = out / "face.tflite"
-    res = convert(model, dest, rep, card, validation=(val, yva),
-                  validation_split="FER2013 public_test (3,589 images; also used for model selection)",
+    res = convert(model, dest, rep, card, validation=(val, yva), validation_split=val_name,
                   report_dir=out / "report", latency_threads=[1])
     if not res.passed:
         print("conversion checks failed:\n  - " + "\n  - ".join(res.failures), file=sys.stderr)
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if ferplus:
+        add_ferplus_metrics(dest, data["xva_all"], data["yva_orig"], data["val_mask"], yva,
+                            float_probs_orig=model.predict(prepare_faces(list(data["xva_all"]), spec),
+                                                           batch_size=512, verbose=0))
     return dest
+
+
+def add_ferplus_metrics(model_path: Path, x_all: np.ndarray, y_orig: np.ndarray, mask: np.ndarray,
+                        y_major: np.ndarray, float_probs_orig: np.ndarray | None = None) -> dict[str, Any]:
+    """Add the FER+ figures to a face card (``metrics.ferplus``), measured through the runtime's own path.
+
+    Written: the int8 confusion matrix and per-class recall on the FER+ majority validation set, accuracy on
+    the original FER2013 labels of all of public_test (int8, and float if ``float_probs_orig`` is given), and
+    the contrast table (:func:`.face_ferplus.contrast_table`: FER+ majority accuracy and recall with the stored
+    equalised images and with raw-like, low-contrast, dark and bright versions of them).
+
+    Returns:
+        The ``metrics.ferplus`` dict.
+    """
+    from . import face_ferplus as fp
+
+    probs = fp.classify(model_path, x_all)
+    orig = fp.evaluate(probs, y_orig)
+    major = fp.evaluate(probs[mask], y_major)
+    block: dict[str, Any] = {
+        "majority_int8": major,
+        "original_labels": {"int8_accuracy": orig["accuracy"], "n": orig["n"],
+                            "per_class_recall_int8": orig["per_class_recall"],
+                            **({"float_accuracy": round(float((float_probs_orig.argmax(1) == y_orig).mean()), 4)}
+                               if float_probs_orig is not None else {}),
+                            "split": "FER2013 public_test, original folder labels (all 3,589 images)"},
+        "contrast": fp.contrast_table(model_path, x_all[mask], y_major),
+        "contrast_conditions": fp.contrast_variant.__doc__.split("\n\n", 1)[1].strip() if fp.contrast_variant.__doc__
+        else "",
+    }
+    card_path = model_path.with_suffix(".card.json")
+    card = json.loads(card_path.read_text())
+    card.setdefault("metrics", {})["ferplus"] = block
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return block
 
 
 def _arch_config(width: int, stage5: int, arch: str = "vgg") -> dict[str, Any]:
     """The architecture keys of a run's config (``stage5`` only when there is a fifth stage, ``arch`` only
     when it is not the default ``"vgg"``, so configs of earlier runs still match)."""
     return {"width": width, **({"stage5": stage5} if stage5 else {}), **({"arch": arch} if arch != "vgg" else {})}
+
+
+def _data_config(targets: str, equalize: bool) -> dict[str, Any]:
+    """The data keys of a run's config (only when not the defaults, so configs of earlier runs still match)."""
+    return {**({"targets": targets} if targets != "fer2013" else {}), **({"equalize": True} if equalize else {})}
 
 
 def _architecture(model: Any) -> tuple[int, int, str]:
@@ -956,8 +1099,11 @@ def _recipe_commands(state: dict[str, Any], seed: int) -> str:
                 f"--epochs {cfg.get('epochs')} --lr {cfg.get('lr')} "
                 + ("--init INIT.keras" if kd["init"] else arch) + f" {teachers} "
                 f"--kd-alpha {kd['alpha']} --kd-temperature {kd['temperature']}")
+    data = (f" --targets {cfg['targets']}" if cfg.get("targets", "fer2013") != "fer2013" else "")
+    if cfg.get("equalize", False) != (cfg.get("targets", "fer2013") != "fer2013"):
+        data += " --equalize" if cfg.get("equalize") else " --no-equalize"
     base = (f"affectlite train face --data ../shared/datasets/fer2013 --out DIR --threads 1 --seed {seed} "
-            f"{arch}")
+            f"{arch}{data}")
     changes = state.get("schedule_changes", [])
     swa_args = f" --swa-epochs {state['swa']['epochs']} --swa-lr {state['swa']['lr']}" if "swa" in state else ""
     if not changes:
@@ -1004,12 +1150,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "fine-tune (same architecture as shipped)")
     p.add_argument("--kd-alpha", type=float, default=0.3, help="distillation: weight of the one-hot label")
     p.add_argument("--kd-temperature", type=float, default=1.0, help="distillation: teacher temperature")
+    p.add_argument("--targets", choices=TARGETS, default="fer2013", help="training targets: FER2013's folder "
+                   "labels (the model shipped before 2.0), or the FER+ votes of fer2013/ferplus_votes.csv as "
+                   "distributions (ferplus-soft) or majority labels (ferplus-majority); FER+ runs are selected "
+                   "on public_test's FER+ majority labels (see affectlite_convert.recipes.face_ferplus)")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None, help="histogram-equalise "
+                   "every image in training and at runtime (the card carries it); default: on with FER+ targets, "
+                   "off with fer2013")
     p.add_argument("--no-convert", action="store_true", help="train only")
     p.add_argument("--align", action="store_true", help="train, validate and calibrate on eye-aligned crops "
                    "(BlazeFace keypoints through affectlite.preprocess.face_crop, as the runtime with face.align); "
                    "measured at 8 epochs: 1-4 points worse end to end than training on raw crops, so not the "
                    "default (docs/benchmarks.md)")
     a = p.parse_args(list(argv) if argv is not None else None)
+    equalize = a.targets != "fer2013" if a.equalize is None else bool(a.equalize)
+    if (a.targets != "fer2013" or equalize) and (a.teacher or a.swa_epochs or a.align):
+        p.error("--teacher, --swa-epochs and --align work with --targets fer2013 --no-equalize only")
     if a.align:
         a.cache = aligned_cache(a.data, a.cache if a.cache is not None else str(Path(a.out) / "cache"))
     if a.init and not a.teacher:
@@ -1033,7 +1189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         state = train(a.data, a.out, epochs=a.epochs, seed=a.seed, batch_size=a.batch_size, lr=a.lr,
                       width=a.width, cache_dir=a.cache, threads=a.threads, max_minutes=a.max_minutes,
-                      stop_after=a.stop_after, restart_lr=a.restart_lr, stage5=a.stage5, arch=a.arch)
+                      stop_after=a.stop_after, restart_lr=a.restart_lr, stage5=a.stage5, arch=a.arch,
+                      targets=a.targets, equalize=equalize)
     if state["epoch"] < a.epochs:
         print(f"stopped after epoch {state['epoch']} of {a.epochs}; rerun the same command to resume")
         return 0
