@@ -47,30 +47,44 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     from .options import PipelineOptions
 
     ov = _overrides(args.set or [])
-    if getattr(args, "sample", False):
-        from .samples import sample_paths
+    from .media import media_available
 
-        video, wav = sample_paths()
-        args.video = args.video or str(video)
-        args.audio = args.audio or str(wav)
+    media = media_available()
+    if getattr(args, "sample", False):
+        from .samples import sample_audio, sample_video
+
+        args.video = args.video or str(sample_video())  # one file: its own soundtrack (and subtitles)
+        if not media and not args.no_audio:  # without PyAV: OpenCV frames + the same speech as a WAV
+            args.audio = args.audio or str(sample_audio())
     if args.video:
-        ov.update({"camera.backend": "opencv", "camera.device": args.video, "camera.enabled": True})
+        if media:  # frames, the soundtrack and subtitles with container timestamps
+            ov.update({"camera.backend": "media", "camera.device": args.video, "camera.enabled": True})
+            if not args.audio and args.mic is None and not args.no_audio:
+                ov.update({"audio.backend": "media", "audio.device": args.video, "audio.enabled": True})
+        else:
+            from .media import MEDIA_HINT
+
+            log.warning("%s; analysing the frames only (OpenCV)", MEDIA_HINT)
+            ov.update({"camera.backend": "opencv", "camera.device": args.video, "camera.enabled": True})
     if args.images:
         ov.update({"camera.backend": "images", "camera.device": args.images, "camera.enabled": True})
     if args.camera is not None:
         ov["camera.device"] = int(args.camera) if str(args.camera).isdigit() else args.camera
-    if args.audio:
-        ov.update({"audio.backend": "file", "audio.device": args.audio, "audio.enabled": True})
+    if args.audio:  # beside a video read with PyAV, the audio file goes through PyAV too (one media clock)
+        ov.update({"audio.backend": "media" if args.video and media else "file", "audio.device": args.audio,
+                   "audio.enabled": True})
     if args.mic is not None:
         ov["audio.device"] = int(args.mic) if str(args.mic).isdigit() else args.mic
     files = bool(args.video or args.images or args.audio)
+    if getattr(args, "subtitles", None) and not args.video:
+        raise ConfigError("--subtitles goes with --video (the cues are timed against the video)")
     if files:
         ov.setdefault("camera.realtime", not args.fast)
         ov.setdefault("camera.every_frame", bool(args.fast))
         ov.setdefault("audio.realtime", not args.fast)
         if not (args.video or args.images or args.camera is not None):
             ov["camera.enabled"] = False
-        if not (args.audio or args.mic is not None):
+        if not (args.audio or args.mic is not None or ov.get("audio.backend") == "media"):
             ov["audio.enabled"] = False
     if args.no_camera:
         ov["camera.enabled"] = False
@@ -131,7 +145,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .privacy import ConsentToken
 
         consent = ConsentToken.grant(purpose=args.consent, granted_by="cli")
-    pipe = EmotionPipeline(opts, on_result=on_result, on_status=on_status, on_error=on_error, consent=consent)
+    cues = run_cues(opts, getattr(args, "subtitles", None))
+    pipe = EmotionPipeline(opts, on_result=on_result, on_status=on_status, on_error=on_error, consent=consent,
+                           subtitles=cues)
     try:
         with pipe:
             pipe.wait(timeout=args.duration)
@@ -146,6 +162,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if journal is not None:
             journal.close()
     return 0
+
+
+def run_cues(opts: Any, subtitles: str | None) -> list[tuple[int, str]]:
+    """The subtitle cues of a run on a video read with PyAV: ``subtitles`` (a file), the sidecar file beside
+    the video, or the container's subtitle track, as ``(start_ns, text)``; empty otherwise."""
+    if opts.camera.backend != "media" or not opts.camera.enabled or not opts.text.enabled:
+        return []
+    from .media import resolve_cues
+
+    cues, where = resolve_cues(str(opts.camera.device), subtitles)
+    if cues:
+        log.info("%d subtitle cues from %s", len(cues), where)
+    return [(c.start_ns, c.text) for c in cues]
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -314,8 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the live pipeline; JSON lines of results on stdout")
     r.add_argument("--profile", default="auto", help="device profile: auto, a name (rpi5, x86_64...) or a YAML path")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key, e.g. camera.fps=10")
-    r.add_argument("--sample", action="store_true", help="run on the shipped sample video and speech (no camera/mic)")
-    r.add_argument("--video", help="video file (or URL) instead of the camera")
+    r.add_argument("--sample", action="store_true", help="run on the shipped sample video with its own soundtrack "
+                   "(no camera/mic)")
+    r.add_argument("--video", help="video file or URL instead of the camera; its soundtrack is the audio (unless "
+                   "--audio/--no-audio) and a .srt/.vtt beside it (same stem) or its subtitle track the text")
+    r.add_argument("--subtitles", metavar="FILE", help="subtitles (.srt/.vtt) of --video, pushed as text at each "
+                   "cue's start")
     r.add_argument("--images", help="folder of images instead of the camera")
     r.add_argument("--camera", help="camera index, /dev/videoN or GStreamer pipeline")
     r.add_argument("--audio", help="WAV/FLAC file instead of the microphone")
@@ -323,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-camera", action="store_true", help="audio (and text) only")
     r.add_argument("--no-audio", action="store_true", help="camera (and text) only")
     r.add_argument("--fast", action="store_true",
-                   help="analyse every frame of the files as fast as possible instead of in real time")
+                   help="analyse the files as fast as possible instead of in real time (a video read with PyAV "
+                   "gives the same results either way: nothing is dropped)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     r.add_argument("--pretty", action="store_true", help="human-readable lines instead of JSON")
     r.add_argument("--consent", metavar="PURPOSE", help="grant the consent token a profile may require")

@@ -111,8 +111,9 @@ class CameraOptions(_Options, frozen=True, kw_only=True):
 
     _path = ("camera",)
     enabled: Annotated[bool, _doc("Capture video at all.")] = True
-    backend: Annotated[Literal["auto", "picamera2", "opencv", "images", "synthetic", "none"], _doc(
-        "auto (picamera2 on a Pi, else OpenCV), picamera2, opencv, images, synthetic or none.")] = "auto"
+    backend: Annotated[Literal["auto", "picamera2", "opencv", "images", "media", "synthetic", "none"], _doc(
+        "auto (picamera2 on a Pi, else OpenCV), picamera2, opencv, images, media (a video file or stream "
+        "decoded with PyAV, container timestamps; recordings analysed offline), synthetic or none.")] = "auto"
     device: Annotated[Annotated[int, Meta(ge=0, le=63)] | Text, _doc(
         "Camera index (0), /dev/videoN, a GStreamer pipeline string, an RTSP/HTTP URL, a video file or an image "
         "folder, depending on the backend.")] = 0
@@ -148,10 +149,12 @@ class AudioOptions(_Options, frozen=True, kw_only=True):
 
     _path = ("audio",)
     enabled: Annotated[bool, _doc("Capture audio at all.")] = True
-    backend: Annotated[Literal["auto", "pyaudio", "file", "synthetic", "none"], _doc(
-        "auto (pyaudio), pyaudio, file, synthetic or none.")] = "auto"
+    backend: Annotated[Literal["auto", "pyaudio", "file", "media", "synthetic", "none"], _doc(
+        "auto (pyaudio), pyaudio, file, media (the audio track of a video file or stream, decoded with "
+        "PyAV), synthetic or none.")] = "auto"
     device: Annotated[Annotated[int, Meta(ge=0, le=255)] | Text | None, _doc(
-        "Input device index or name substring (pyaudio), or a WAV/FLAC path (file).")] = None
+        "Input device index or name substring (pyaudio), a WAV/FLAC path (file), or a media file or URL "
+        "(media).")] = None
     sample_rate: Annotated[int, _range(8000, 192000, "Rate to open the device at (resampled to 16 kHz when it "
                                        "differs).")] = 16000
     chunk_ms: Annotated[int, _range(10, 1000, "Size of each read, in milliseconds.")] = 100

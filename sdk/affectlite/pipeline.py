@@ -32,13 +32,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
 import numpy as np
 
+from ._mediatime import CueSchedule, MediaTimeMerger
 from ._queues import Closed, DropOldestQueue
 from .cameras import CameraSource, Frame, create_camera
 from .errors import (
@@ -182,6 +183,15 @@ class EmotionPipeline:
             :meth:`face_crop` (e.g. to show the visitor their own face on the kiosk screen). Crops are never
             written anywhere, are replaced every analysed frame, dropped when a track leaves the frame, and
             cleared on close.
+        subtitles: Timed texts of a recording, ``(start_ns, text)`` on the sources' clock (see
+            :func:`affectlite.media.resolve_cues`): each is classified and fused as text when the media time
+            reaches its start. Used with recorded sources (see below).
+
+    **Recordings** (every source has ``recorded = True``, e.g. :class:`affectlite.media.MediaCamera` and
+    :class:`affectlite.media.MediaMicrophone` on a file): nothing is dropped (each queue waits for room
+    instead), face and voice events reach the fusion in media-time order with the media time as "now", so
+    the results are the same on every run, paced in real time or as fast as possible. ``stats().drops``
+    stays 0 and no latency is recorded (media time is not the wall clock).
     """
 
     def __init__(
@@ -201,6 +211,7 @@ class EmotionPipeline:
         text_classifier_factory: Callable[[TextOptions], TextClassifierLike] | None = None,
         fusion_factory: Callable[[FusionOptions], FusionLike] | None = None,
         keep_face_crops: bool = False,
+        subtitles: Sequence[tuple[int, str]] | None = None,
     ) -> None:
         self.options = options or PipelineOptions()
         if not isinstance(self.options, PipelineOptions):
@@ -251,6 +262,9 @@ class EmotionPipeline:
         self._crops_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
+        self._recorded = False  # every source is a recording: offline analysis in media-time order
+        self._cues: list[tuple[int, str]] = list(subtitles or [])
+        self._voice_media_ns = 0
     def __enter__(self) -> EmotionPipeline:
         return self.start()
 
@@ -331,7 +345,9 @@ class EmotionPipeline:
                 raise PrivacyError(f"on_sensing(True) raised {e!r}: refusing to sense without the indicator") from e
             self._sensing_on = True
         self._t0 = time.monotonic()
-        spawn: list[tuple[str, Callable[[], None]]] = [("dispatch", self._dispatch_loop)]
+        self._recorded = self._decide_recorded()
+        spawn: list[tuple[str, Callable[[], None]]] = [
+            ("dispatch", self._dispatch_recorded_loop if self._recorded else self._dispatch_loop)]
         if self._camera is not None:
             spawn += [("camera", self._camera_loop), ("face", self._face_loop)]
         if self._mic is not None:
@@ -461,7 +477,7 @@ class EmotionPipeline:
         self._fusion = None
 
     # ------------------------------------------------------------------ public helpers
-    def push_text(self, text: str) -> None:
+    def push_text(self, text: str, timestamp_ns: int | None = None) -> None:
         """Hand in text (chat input, on-device speech recognition) for the text modality.
 
         Non-blocking: the text is classified on the pipeline's text thread and never stored. When texts
@@ -470,6 +486,11 @@ class EmotionPipeline:
         Raises:
             InputError: ``text`` is not a string.
             PipelineError: the pipeline is not running or text is disabled.
+
+        Args:
+            text: The text.
+            timestamp_ns: When it was said, on the sources' clock (``time.monotonic_ns()`` for live sources,
+                media time for recordings); default now.
         """
         if not isinstance(text, str):
             raise InputError(f"push_text expects a str, got {type(text).__name__}")
@@ -477,7 +498,7 @@ class EmotionPipeline:
             raise PipelineError(f"push_text on a pipeline that is {self._state!r}; start it first")
         if self._text is None:
             raise PipelineError("text is disabled (options.text.enabled=False)")
-        self._texts.put((text, time.monotonic_ns()))
+        self._texts.put((text, time.monotonic_ns() if timestamp_ns is None else int(timestamp_ns)))
 
     def face_crop(self, track_id: int) -> np.ndarray | None:
         """The newest RGB crop of a face track, in process memory only (opt-in, ``keep_face_crops=True``).
@@ -587,9 +608,11 @@ class EmotionPipeline:
     def _notice(self, item: SourceStatus | BaseException) -> None:
         self._notices.put(item)
 
-    def _producer_done(self) -> None:
+    def _producer_done(self, stream: str = "") -> None:
         with self._producers_lock:
             self._producers_alive -= 1
+        if self._recorded and stream:
+            self._put_event(_Event("eos", stream))
 
     def _reopen(self, src: CameraSource | MicrophoneSource, kind: str, err: BaseException,
                 reconnect: bool, max_backoff: float) -> bool:
@@ -654,12 +677,13 @@ class EmotionPipeline:
         assert self._camera is not None  # invariant: thread only started with a camera
         o = self.options.camera
         self._capture_loop(self._camera, "camera", "camera", self._frames, o.reconnect, o.max_backoff_s,
-                           wait_for_room=o.every_frame)
+                           wait_for_room=o.every_frame or self._recorded)
 
     def _mic_loop(self) -> None:
         assert self._mic is not None  # invariant: thread only started with a microphone
         o = self.options.audio
-        self._capture_loop(self._mic, "microphone", "mic", self._audio, o.reconnect, o.max_backoff_s)
+        self._capture_loop(self._mic, "microphone", "mic", self._audio, o.reconnect, o.max_backoff_s,
+                           wait_for_room=self._recorded)
 
     def _face_loop(self) -> None:
         face = self._face
@@ -681,9 +705,9 @@ class EmotionPipeline:
                 self._c.counts["face"] += 1
                 if self._keep_crops:
                     self._store_crops(frame.image, faces)
-                self._events.put(_Event("faces", faces, frame.index, frame.timestamp_ns))
+                self._put_event(_Event("faces", faces, frame.index, frame.timestamp_ns))
         finally:
-            self._producer_done()
+            self._producer_done("face")
 
     def _voice_loop(self) -> None:
         voice = self._voice
@@ -695,7 +719,7 @@ class EmotionPipeline:
                 except Closed:
                     if not self._stop.is_set():
                         for r in voice.flush():
-                            self._emit_voice(r)
+                            self._emit_voice(r, self._voice_media_ns)
                     break
                 if chunk is None:
                     continue
@@ -705,14 +729,19 @@ class EmotionPipeline:
                     self._c.stage_errors += 1
                     self._notice(e)
                     continue
+                end_ns = chunk.timestamp_ns + len(chunk.samples) * 1_000_000_000 // 16000
+                self._voice_media_ns = max(self._voice_media_ns, end_ns)
                 for r in results:
-                    self._emit_voice(r)
+                    self._emit_voice(r, end_ns)
+                if self._recorded:  # media time reached, for the merge (no result is no reason to wait)
+                    self._put_event(_Event("tick", None, -1, end_ns))
         finally:
-            self._producer_done()
+            self._producer_done("voice")
 
-    def _emit_voice(self, r: VoiceResult) -> None:
+    def _emit_voice(self, r: VoiceResult, available_ns: int = 0) -> None:
         self._c.counts["voice"] += 1
-        self._events.put(_Event("voice", r, -1, r.end_ns))
+        # recorded inputs: merged at the media time the result became available (the chunk's end)
+        self._put_event(_Event("voice", r, -1, max(available_ns, r.end_ns) if self._recorded else r.end_ns))
 
     def _text_loop(self) -> None:
         text = self._text
@@ -784,12 +813,16 @@ class EmotionPipeline:
 
     def _deliver(self, r: EmotionResult) -> None:
         lat_ms = (time.monotonic_ns() - r.capture_ns) / 1e6 if r.capture_ns else 0.0
-        self._c.latencies.append(lat_ms)
+        if not self._recorded:  # media time is not the wall clock: no latency for recordings
+            self._c.latencies.append(lat_ms)
         self._c.counts["results"] += 1
         if self._on_result is not None:
             self._call(self._on_result, r)
         else:
-            self._output.put(r)
+            if self._recorded:
+                self._output.put_wait(r, self._stop)
+            else:
+                self._output.put(r)
         key = r.track_id if r.track_id is not None else "stream"
         prev = self._last_labels.get(key)
         if prev != r.label:
@@ -818,3 +851,81 @@ class EmotionPipeline:
                 self._on_error(e)
             except Exception:
                 log.exception("on_error raised")
+
+    # ------------------------------------------------------------------ recordings (offline, media time)
+    def _decide_recorded(self) -> bool:
+        """True when every open source is a recording (media-time stamps): analyse offline, drop nothing."""
+        srcs = [s for s in (self._camera, self._mic) if s is not None]
+        flags = [getattr(s, "recorded", False) is True for s in srcs]
+        if any(flags) and not all(flags):
+            log.warning("a recording and a live source are mixed (%s): their clocks differ, so fusion cannot line "
+                        "them up; give both from files (or both live)", ", ".join(s.name for s in srcs))
+        return bool(flags) and all(flags)
+
+    def _put_event(self, ev: _Event) -> None:
+        if self._recorded:
+            self._events.put_wait(ev, self._stop)  # backpressure: a recording loses nothing
+        else:
+            self._events.put(ev)
+
+    def _dispatch_recorded_loop(self) -> None:
+        """Dispatch for recordings: face and voice events merged in media-time order, media time as "now",
+        subtitle cues released (and classified, on this thread) when media time reaches them."""
+        fusion = self._fusion
+        assert fusion is not None  # invariant
+        streams = [s for s, src in (("face", self._camera), ("voice", self._mic)) if src is not None]
+        merger: MediaTimeMerger[_Event] = MediaTimeMerger(streams)
+        cues = CueSchedule(self._cues if self.options.text.enabled else ())
+        cue_clf = self._make_text() if len(cues) else None  # its own model: the text thread owns the other one
+        try:
+            while True:
+                self._drain_notices()
+                try:
+                    ev = self._events.get(timeout=0.05)
+                except Closed:
+                    break
+                if ev is not None:
+                    if ev.kind == "eos":
+                        merger.end(str(ev.payload))
+                    elif ev.kind == "text":  # pushed by the app while a recording runs: at the current media time
+                        for r in fusion.update_text(ev.payload, max(merger.last_key, ev.capture_ns)):
+                            self._deliver(r)
+                    else:
+                        merger.add("face" if ev.kind == "faces" else "voice", ev.capture_ns,
+                                   None if ev.kind == "tick" else ev)
+                for key, e in merger.ready():
+                    self._release_cues(cues, cue_clf, key)
+                    if e.kind == "faces":
+                        results = fusion.update_faces(e.payload, e.frame_index, e.capture_ns, key)
+                    else:
+                        results = fusion.update_voice(e.payload, key)
+                    for r in results:
+                        self._deliver(r)
+                if merger.finished:
+                    self._release_cues(cues, cue_clf, None)
+                    break
+            self._drain_notices()
+        finally:
+            close = getattr(cue_clf, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+            self._output.close()
+            if self._fatal is None and not self._stop.is_set():
+                self._state = "finished"
+            self._done.set()
+
+    def _release_cues(self, cues: CueSchedule, clf: TextClassifierLike | None, now_ns: int | None) -> None:
+        fusion = self._fusion
+        if clf is None or fusion is None:
+            return
+        for t_ns, text in cues.due(now_ns):
+            try:
+                r = clf.classify(text, max(t_ns, 1))  # 0 would mean "now" to a classifier
+            except Exception as e:  # one bad cue: skip it, report it, keep going
+                self._c.stage_errors += 1
+                self._notice(e)
+                continue
+            self._c.counts["text"] += 1
+            for res in fusion.update_text(r, max(t_ns, 1)):
+                self._deliver(res)

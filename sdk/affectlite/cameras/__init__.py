@@ -29,7 +29,7 @@ __all__ = [
     "yuv420_to_rgb",
 ]
 
-CAMERA_BACKENDS = ("auto", "picamera2", "opencv", "images", "synthetic", "none")
+CAMERA_BACKENDS = ("auto", "picamera2", "opencv", "images", "media", "synthetic", "none")
 
 
 def _is_raspberry_pi() -> bool:
@@ -69,6 +69,10 @@ def create_camera(options: CameraOptions) -> CameraSource:
                                camera_num=int(dev) if str(dev).isdigit() else 0)
     if b == "images":
         return ImageFolderCamera(str(dev), fps=options.fps, realtime=options.realtime, loop=options.loop)
+    if b == "media":
+        from ..media import MediaCamera  # PyAV is imported when the source opens
+
+        return MediaCamera(str(dev), fps=options.fps, realtime=options.realtime, loop=options.loop)
     if b == "synthetic":
         return SyntheticCamera(width=options.width, height=options.height, fps=options.fps,
                                realtime=options.realtime)

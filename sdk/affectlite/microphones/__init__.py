@@ -23,7 +23,7 @@ __all__ = [
     "to_int16_mono",
 ]
 
-MICROPHONE_BACKENDS = ("auto", "pyaudio", "file", "synthetic", "none")
+MICROPHONE_BACKENDS = ("auto", "pyaudio", "file", "media", "synthetic", "none")
 
 
 def create_microphone(options: AudioOptions) -> MicrophoneSource:
@@ -44,6 +44,12 @@ def create_microphone(options: AudioOptions) -> MicrophoneSource:
         if not isinstance(dev, str):
             raise ConfigError("audio.device must be a WAV/FLAC path for the file backend")
         return FileMicrophone(dev, chunk_ms=options.chunk_ms, realtime=options.realtime, loop=options.loop)
+    if b == "media":
+        if not isinstance(dev, str):
+            raise ConfigError("audio.device must be a media file path or URL for the media backend")
+        from ..media import MediaMicrophone  # PyAV is imported when the source opens
+
+        return MediaMicrophone(dev, chunk_ms=options.chunk_ms, realtime=options.realtime, loop=options.loop)
     if b == "synthetic":
         return SyntheticMicrophone(chunk_ms=options.chunk_ms, realtime=options.realtime)
     if b == "none":
