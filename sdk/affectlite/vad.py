@@ -1,7 +1,16 @@
-"""Voice activity detection: a numpy energy + spectral gate by default, stronger detectors as plugins.
+"""Voice activity detection: Silero VAD (neural) where installed, else a numpy energy + spectral gate; plugins.
 
 A detector sees 16 kHz float32 mono audio in fixed frames and says, per frame, whether it is speech.
-The default :class:`EnergyVAD` combines three cues per 30 ms frame:
+Built in:
+
+* ``"silero"``: :class:`affectlite.vad_silero.SileroVAD`, the Silero VAD v6 network (MIT) run in numpy on
+  32 ms frames; its model file is fetched at install time (see that module);
+* ``"energy"``: :class:`EnergyVAD` (below), numpy only, no model file;
+* ``"auto"`` (the default of ``voice.vad``): ``"silero"`` when its model is installed, else ``"energy"``, with
+  one log line (per process) saying why and how to install the model;
+* ``"none"``: every frame is speech.
+
+:class:`EnergyVAD` combines three cues per 30 ms frame:
 
 * **energy gate**: frame energy at least ``threshold_db`` above an adaptive noise floor (which follows
   the quietest recent frames, so stationary noise such as fans or hiss raises the floor and is not
@@ -16,20 +25,22 @@ Unvoiced consonants fail the voicing cue on their own; the segment logic of
 
 Plugins implement :class:`VoiceActivityDetector` and are registered by name::
 
-    affectlite.vad.register_vad("silero", lambda threshold_db, sample_rate: MySileroVAD())
-    VoiceOptions(vad="silero")
+    affectlite.vad.register_vad("my-vad", lambda threshold_db, sample_rate: MyVAD())
+    VoiceOptions(vad="my-vad")
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import ConfigError, InputError
+from .errors import BackendNotInstalledError, ConfigError, InputError, ModelLoadError
 
 __all__ = [
+    "BUILTIN_VADS",
     "EnergyVAD",
     "NoVAD",
     "VADFactory",
@@ -40,6 +51,11 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 16000
+#: Names :func:`create_vad` knows without plugins (they cannot be registered).
+BUILTIN_VADS = ("auto", "energy", "none", "silero")
+
+log = logging.getLogger(__name__)
+_auto_logged = False
 
 
 @runtime_checkable
@@ -169,7 +185,8 @@ def register_vad(name: str, factory: VADFactory) -> None:
     """Register a VAD plugin under ``name`` (then ``VoiceOptions(vad=name)`` uses it).
 
     Args:
-        name: Lower-case name; ``"energy"`` and ``"none"`` are built in and cannot be replaced.
+        name: Lower-case name; the built-in names (``"auto"``, ``"energy"``, ``"none"``, ``"silero"``)
+            cannot be replaced.
         factory: Called as ``factory(threshold_db=float, sample_rate=16000)``; returns an object with
             ``frame_length``, ``process(frames)`` and ``reset()`` (:class:`VoiceActivityDetector`).
 
@@ -178,7 +195,7 @@ def register_vad(name: str, factory: VADFactory) -> None:
     """
     if not isinstance(name, str) or not name or name != name.strip().lower():
         raise ConfigError(f"VAD plugin name must be a non-empty lower-case string, got {name!r}")
-    if name in ("energy", "none"):
+    if name in BUILTIN_VADS:
         raise ConfigError(f"VAD name {name!r} is built in; register the plugin under another name")
     if not callable(factory):
         raise ConfigError(f"VAD factory for {name!r} must be callable, got {type(factory).__name__}")
@@ -187,20 +204,51 @@ def register_vad(name: str, factory: VADFactory) -> None:
 
 def available_vads() -> list[str]:
     """Names accepted by :func:`create_vad` (built-ins first)."""
-    return ["energy", "none", *sorted(_REGISTRY)]
+    return [*BUILTIN_VADS, *sorted(_REGISTRY)]
+
+
+def _auto_vad(threshold_db: float, sample_rate: int) -> VoiceActivityDetector:
+    """Silero when its model is installed and loads, else the energy VAD (logged once per process)."""
+    global _auto_logged
+    from . import vad_silero
+
+    reason = vad_silero.missing_hint()
+    if reason is None:
+        try:
+            return vad_silero.SileroVAD(sample_rate=sample_rate)
+        except (BackendNotInstalledError, ModelLoadError) as e:
+            reason = str(e)
+    if not _auto_logged:
+        _auto_logged = True
+        log.warning("voice.vad=auto: using the energy VAD because %s", reason)
+    return EnergyVAD(threshold_db=threshold_db, sample_rate=sample_rate)
 
 
 def create_vad(name: str, threshold_db: float = 12.0, sample_rate: int = SAMPLE_RATE) -> VoiceActivityDetector:
-    """Create a VAD by name: ``"energy"``, ``"none"`` or a registered plugin.
+    """Create a VAD by name: ``"auto"``, ``"silero"``, ``"energy"``, ``"none"`` or a registered plugin.
+
+    Args:
+        name: The detector (see the module docstring).
+        threshold_db: The energy VAD's threshold above its noise floor (the other built-ins ignore it).
+        sample_rate: Must be 16000.
 
     Raises:
-        ConfigError: unknown name (the message lists the available ones), or a plugin that does not
-            follow :class:`VoiceActivityDetector`.
+        ConfigError: unknown name (the message lists the available ones), a sample rate other than 16000, or
+            a plugin that does not follow :class:`VoiceActivityDetector`.
+        BackendNotInstalledError: ``"silero"`` and its model is not installed (the message says how to install
+            it; ``"auto"`` falls back to the energy VAD instead).
+        ModelLoadError: ``"silero"`` and the installed model file is not the pinned one.
     """
     if name == "energy":
         return EnergyVAD(threshold_db=threshold_db, sample_rate=sample_rate)
     if name == "none":
         return NoVAD()
+    if name == "auto":
+        return _auto_vad(threshold_db, sample_rate)
+    if name == "silero":
+        from .vad_silero import SileroVAD
+
+        return SileroVAD(sample_rate=sample_rate)
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ConfigError(f"voice.vad: unknown VAD {name!r}; available: {', '.join(available_vads())} "
