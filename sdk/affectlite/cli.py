@@ -177,6 +177,12 @@ def run_cues(opts: Any, subtitles: str | None) -> list[tuple[int, str]]:
     return [(c.start_ns, c.text) for c in cues]
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from . import analyze
+
+    return analyze.run(args)
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -364,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--journal", metavar="DB", help="also store results (labels and scores only) in SQLite")
     r.add_argument("--no-offline-guard", action="store_true", help="do not block network connections (opt-out)")
     r.set_defaults(func=_cmd_run)
+
+    an = sub.add_parser("analyze", help="analyse recordings offline: results (JSONL, CSV), summary and an HTML report "
+                        "per file")
+    from . import analyze
+
+    analyze.add_arguments(an)
+    an.set_defaults(func=_cmd_analyze)
 
     d = sub.add_parser("doctor", help="list backends, cameras, microphones, models, the chosen profile "
                                       "and the face detector")
