@@ -173,7 +173,9 @@ EXTRAS = {
     "tflite": ["tflite-runtime==2.14.0", "numpy<2"],
     "opencv": ["opencv-python-headless>=4.8,<5"],
     "audio": ["soundfile>=0.12", "pyaudio>=0.2.13"],
-    "files": ["soundfile>=0.12"],
+    "files": ["soundfile>=0.12", "av>=12"],  # av: a video's soundtrack (the --sample's too) and subtitles
+    "media": ["av>=12"],  # PyAV (its wheels bundle FFmpeg): video files and streams with sound, subtitle tracks
+    "report": ["matplotlib>=3.8", "tqdm>=4.60"],  # affectlite analyze: the HTML report's plots, progress bars
     "yaml": ["PyYAML>=6"],
     "convert": ["tensorflow-cpu==2.21.0", "onnx>=1.16", "tqdm>=4.60", "soundfile>=0.12",
                 "opencv-python-headless>=4.8,<5", "PyYAML>=6", "scipy>=1.10"],
