@@ -17,7 +17,7 @@ from affectlite import EmotionResult, PipelineOptions, SourceStatus
 from affectlite.cameras import Frame
 from affectlite.errors import NetworkBlockedError, PrivacyError, SourceError, SourceUnavailableError
 from affectlite.microphones import AudioChunk
-from affectlite.pipeline import EmotionPipeline
+from affectlite.pipeline import MAX_FLAPS, EmotionPipeline
 from affectlite.privacy import offline_guard_active
 from affectlite.testing import FakeCamera, FakeMicrophone
 
@@ -173,7 +173,7 @@ def test_nothing_to_sense_refuses_to_start_and_leaves_nothing_running(no_leaked_
     assert sensing == [] and not offline_guard_active() and pipe.state == "closed"
 
 
-def test_camera_failing_at_every_read_keeps_backing_off_until_stopped(no_leaked_threads: None) -> None:
+def test_camera_failing_right_after_every_reopen_is_given_up_with_a_reason(no_leaked_threads: None) -> None:
     class Flaky(FakeCamera):
         def read(self) -> Frame | None:
             self.is_open = False
@@ -188,9 +188,13 @@ def test_camera_failing_at_every_read_keeps_backing_off_until_stopped(no_leaked_
         time.sleep(1.5)
         st = pipe.stats()
         assert pipe.state == "running"  # not fatal: reconnecting is on, the mic keeps going
-    # each reopen succeeds and the next read fails again: degraded/ok cycles, paced by the backoff floor
-    assert 5 <= cam.open_calls <= 40 and st.counts["mic"] >= 5
-    assert _states(statuses, "camera")[:4] == ["degraded", "ok", "degraded", "ok"]
+    # each reopen succeeds and the next read fails again: degraded/ok cycles, paced by the backoff floor,
+    # then the camera is given up ("failed", with the reason) instead of looping forever; the mic goes on
+    assert cam.open_calls == 1 + MAX_FLAPS and st.counts["mic"] >= 5
+    states = _states(statuses, "camera")
+    assert states[:4] == ["degraded", "ok", "degraded", "ok"] and states[-1] == "failed", states
+    failed = next(s for s in statuses if s.state == "failed")
+    assert "right after reopening" in failed.detail and "VIDIOC_DQBUF" in failed.detail
 
 
 def test_slow_callback_never_stalls_capture_and_memory_stays_bounded() -> None:

@@ -475,6 +475,9 @@ def load_audio_with_rate(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]
         raise SourceUnavailableError(f"reading {p.suffix or 'this'} audio ({p}) needs soundfile: "
                                      "pip install soundfile (or pip install 'affectlite[audio]'); "
                                      "WAV files work without it")
+    from ._boundary import check_sample_rate
+
+    rate = check_sample_rate(rate, f"audio file {p}: sample rate")
     if x.size == 0:
         raise InputError(f"audio file {p} has no samples")
     if not np.all(np.isfinite(x)):

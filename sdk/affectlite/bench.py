@@ -625,8 +625,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.duration <= 0:
+    if not args.duration > 0 or args.duration == float("inf"):  # NaN fails the comparison too
         raise ConfigError(f"--duration must be > 0 seconds, got {args.duration}")
+    if getattr(args, "output", None) and Path(args.output).is_dir():
+        raise ConfigError(f"--output {args.output} is a folder; give a file name, "
+                          f"e.g. {Path(args.output) / 'bench.json'}")
     if args.iterations < 1:
         raise ConfigError(f"--iterations must be >= 1, got {args.iterations}")
     if args.repeat < 1:
@@ -637,6 +640,13 @@ def _validate(args: argparse.Namespace) -> None:
         p = getattr(args, flag)
         if p and not args.synthetic and not Path(p).exists():
             raise InputError(f"--{flag} {p}: no such file")
+    if args.audio and not args.synthetic and not args.no_audio:
+        from ._audio_stream import open_audio_blocks
+
+        try:  # decode the header and the first block now: a benchmark without its audio would say "ok"
+            open_audio_blocks(args.audio).close()
+        except AffectliteError as e:
+            raise InputError(f"--audio {args.audio}: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:

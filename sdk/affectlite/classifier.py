@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ._boundary import check_sample_rate, clean_text
 from .errors import InputError
 from .options import PipelineOptions
 from .results import EmotionResult
@@ -48,19 +51,59 @@ class EmotionClassifier:
         Args:
             image: ``(H, W, 3)`` RGB uint8 photo (faces are detected) or a face crop such as a 48x48 grey image.
             audio: Mono samples (float -1..1 or int16) at ``sample_rate``; silence gives no voice evidence.
-            text: A sentence.
-            sample_rate: Rate of ``audio``.
+                Float peaks in (1, 2] are clipped with a warning; larger floats (e.g. on the int16 scale)
+                are refused.
+            text: A sentence; invalid code points (lone surrogates) are replaced by U+FFFD.
+            sample_rate: Rate of ``audio`` in Hz, within 4000..192000.
 
         Returns:
             The fused :class:`EmotionResult` (an empty result, label ``unknown``, when nothing is recognised).
 
         Raises:
-            InputError: nothing given, or an input of the wrong type, rank, dtype or content.
+            InputError: nothing given, or an input of the wrong type, rank, dtype or content, or a sample rate
+                outside 4 kHz .. 192 kHz.
         """
         if image is None and audio is None and text is None:
             raise InputError("classify() needs at least one of image=, audio=, text=")
-        if text is not None and not isinstance(text, str):
-            raise InputError(f"text must be a str, got {type(text).__name__}")
+        # the boundary: text cleaned (lone surrogates -> U+FFFD), the sample rate checked before any work
+        if text is not None:
+            text = clean_text(text, "text")
+        if audio is not None:
+            sample_rate = check_sample_rate(sample_rate, "sample_rate")
+        def voice_of(va: Any) -> Any:
+            return va.classify_clip(np.asarray(audio), sample_rate)
+
+        return self._classify(image, voice_of if audio is not None else None, text)
+
+    def classify_file(self, audio: str | os.PathLike[str], image: np.ndarray | None = None,
+                      text: str | None = None) -> EmotionResult:
+        """Like :meth:`classify` with the audio read from a WAV/FLAC file of any length.
+
+        The file is read, resampled and analysed window by window: memory stays bounded (a 2 h recording
+        needs no more than a 2 s one), and the result equals ``classify(audio=load_audio(path))``.
+
+        Raises:
+            SourceUnavailableError: the file does not exist or its format needs ``soundfile``.
+            InputError: the file cannot be decoded, has no samples, NaN samples, or a rate outside
+                4 kHz .. 192 kHz; or a bad ``image``/``text`` as in :meth:`classify`.
+        """
+        from ._audio_stream import open_audio_blocks
+        from ._clip_stream import classify_clip_blocks
+
+        if text is not None:
+            text = clean_text(text, "text")
+        blocks = open_audio_blocks(audio, 16000)  # opens and checks the file before any model loads
+
+        def voice_of(va: Any) -> Any:
+            try:
+                return classify_clip_blocks(va, blocks)
+            finally:
+                blocks.close()
+
+        return self._classify(image, voice_of, text)
+
+    def _classify(self, image: np.ndarray | None, voice_of: Callable[[Any], Any] | None,
+                  text: str | None) -> EmotionResult:
         from .fusion import face_reliability, fuse_once, primary_face, text_reliability, voice_reliability
 
         with self._lock:
@@ -73,12 +116,12 @@ class EmotionClassifier:
 
                     self._face = FaceAnalyzer(self.options.face)
                 faces = self._face.classify_image(np.asarray(image))
-            if audio is not None:
+            if voice_of is not None:
                 if self._voice is None:
                     from .voice import VoiceAnalyzer
 
                     self._voice = VoiceAnalyzer(self.options.voice)
-                voice = self._voice.classify_clip(np.asarray(audio), sample_rate)
+                voice = voice_of(self._voice)
             if text is not None:
                 if self._text is None:
                     from .text import TextClassifier

@@ -1,18 +1,27 @@
 """The ``affectlite`` command: run, doctor, classify, eval, bench (+ convert and train when the workstation
 package ``affectlite_convert`` is installed).
 
-Exit codes: 0 success, 1 failure of a check (e.g. thresholds), 2 bad input or configuration, 130 Ctrl-C.
+Exit codes: 0 success, 1 failure of a check (e.g. thresholds) or an unexpected internal error, 2 bad input or
+configuration, 130 Ctrl-C or SIGTERM.
+
+The boundary rule (docs/reliability.md): every problem with what the user gave is printed as one line
+``affectlite COMMAND: error: WHAT (HOW TO FIX)`` and exits 2; an unexpected internal error prints a short
+``affectlite COMMAND: internal error: ...`` line naming a log file with the traceback (``-v`` prints it) and
+exits 1. No raw traceback otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -41,6 +50,28 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
         k, v = p.split("=", 1)
         out[k.strip()] = _parse_value(v.strip())
     return out
+
+
+def _positive_float(v: str) -> float:
+    """argparse type: a finite number > 0 (``--duration``)."""
+    try:
+        f = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {v!r}") from None
+    if not math.isfinite(f) or f <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {v!r}")
+    return f
+
+
+def _positive_int(v: str) -> int:
+    """argparse type: an integer >= 1 (``--limit``)."""
+    try:
+        i = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v!r}") from None
+    if i < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v!r}")
+    return i
 
 
 def _options_from_args(args: argparse.Namespace) -> Any:
@@ -95,8 +126,14 @@ def _options_from_args(args: argparse.Namespace) -> Any:
     profile = args.profile
     if profile == "auto" and files and not args.set:
         # files need no device profile; use the generic defaults so a laptop run is reproducible
-        return PipelineOptions().replace(**ov)
-    return PipelineOptions.from_profile(profile, overrides=ov)
+        opts = PipelineOptions().replace(**ov)
+    else:
+        opts = PipelineOptions.from_profile(profile, overrides=ov)
+    if not (opts.camera.enabled and opts.face.enabled) and not (opts.audio.enabled and opts.voice.enabled):
+        # the command line cannot push text: with neither camera nor audio a run would idle forever
+        raise ConfigError("nothing to sense: the camera and the audio are both disabled (--no-camera/--no-audio "
+                          "or the profile); keep one of them, or use `affectlite classify --text` for text")
+    return opts
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -184,26 +221,45 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .classifier import EmotionClassifier
     from .errors import InputError
 
-    image = audio = None
+    if not (args.image or args.audio or args.text is not None):
+        raise InputError("give at least one of --image, --audio, --text")
+    opts = _classify_options(args)
+    image = None
     if args.image:
         from .cameras import read_image
 
         image = read_image(args.image)
-    if args.audio:
-        from .audio_features import load_audio
-
-        audio = load_audio(args.audio, 16000)
-    if image is None and audio is None and args.text is None:
-        raise InputError("give at least one of --image, --audio, --text")
-    with EmotionClassifier.default() as clf:
-        r = clf.classify(image=image, audio=None if audio is None else np.asarray(audio), text=args.text)
+    with EmotionClassifier.default(opts) as clf:
+        if args.audio:  # read window by window: memory stays bounded for any length of recording
+            r = clf.classify_file(audio=args.audio, image=image, text=args.text)
+        else:
+            r = clf.classify(image=image, text=args.text)
     print(json.dumps(r.to_json_dict(), indent=2 if args.pretty else None))
     return 0
+
+
+def _classify_options(args: argparse.Namespace) -> Any:
+    """Options for ``classify``: the generic defaults, or ``--profile``, with ``--model`` and ``--set``."""
+    from .options import PipelineOptions
+
+    ov = _overrides(args.set or [])
+    for m in args.model or []:
+        from .card import card_path_for, load_card
+
+        mp = Path(m)
+        if not mp.is_file():
+            raise ConfigError(f"--model {m}: no such model file")
+        card = load_card(card_path_for(mp))
+        if card.task not in ("face", "voice", "text"):
+            raise ConfigError(f"--model {m}: its card says task {card.task!r}; classify takes face, voice or text "
+                              "models (set fusion.head_path with --set for a fusion head)")
+        ov[f"{card.task}.model_path"] = str(mp)
+    if args.profile is None:
+        return PipelineOptions().replace(**ov) if ov else PipelineOptions()
+    return PipelineOptions.from_profile(args.profile, overrides=ov)
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -364,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fast", action="store_true",
                    help="analyse the files as fast as possible instead of in real time (a video read with PyAV "
                    "gives the same results either way: nothing is dropped)")
-    r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds (> 0)")
     r.add_argument("--pretty", action="store_true", help="human-readable lines instead of JSON")
     r.add_argument("--consent", metavar="PURPOSE", help="grant the consent token a profile may require")
     r.add_argument("--journal", metavar="DB", help="also store results (labels and scores only) in SQLite")
@@ -384,9 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_doctor)
 
     c = sub.add_parser("classify", help="classify one image, audio clip and/or text and print the fused JSON")
-    c.add_argument("--image")
-    c.add_argument("--audio")
-    c.add_argument("--text")
+    c.add_argument("--image", help="an image file (faces are detected)")
+    c.add_argument("--audio", help="a WAV/FLAC file of any length (read window by window)")
+    c.add_argument("--text", help="a sentence")
+    c.add_argument("--model", action="append", metavar="PATH",
+                   help="a converted face/voice/text .tflite to use instead of the shipped one (its card says "
+                        "which); repeatable")
+    c.add_argument("--profile", default=None, help="device profile to take the options from (default: the generic "
+                   "defaults)")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option, e.g. "
+                   "voice.hop_s=0.5")
     c.add_argument("--pretty", action="store_true")
     c.set_defaults(func=_cmd_classify)
 
@@ -394,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("modality", choices=["face", "voice", "text"])
     e.add_argument("--data", required=True, help="folder of labelled images/audio, or a GoEmotions TSV")
     e.add_argument("--model", default=None, help="model .tflite (default: the shipped one)")
-    e.add_argument("--limit", type=int, default=None, help="evaluate at most N samples")
+    e.add_argument("--limit", type=_positive_int, default=None, help="evaluate at most N samples (>= 1)")
     e.add_argument("--flip-tta", action="store_true",
                    help="face only: also classify each mirrored image and average (twice the model time)")
     e.set_defaults(func=_cmd_eval)
@@ -422,19 +485,81 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _os_error_message(e: OSError) -> str:
+    what = e.strerror or str(e)
+    path = e.filename if e.filename is not None else None
+    if path is None:
+        return f"{what}"
+    hint = {"EISDIR": "give a file, not a folder", "ENOENT": "check the path",
+            "EACCES": "check the permissions", "ENOTDIR": "a part of the path is a file, not a folder",
+            "ENOSPC": "free some disk space", "EROFS": "choose a writable location"}.get(
+        errno.errorcode.get(e.errno or 0, ""), "check the path")
+    return f"{path}: {what} ({hint})"
+
+
+def _crash_log(command: str, exc: BaseException) -> str | None:
+    """Write the traceback of an unexpected error to a file in the temp folder; its path, or None."""
+    import tempfile
+    import traceback
+
+    from ._io import atomic_write_text
+
+    path = Path(tempfile.gettempdir()) / f"affectlite-{command}-error-{os.getpid()}.log"
+    try:
+        atomic_write_text(path, "".join(traceback.format_exception(exc)))
+    except OSError:
+        return None
+    return str(path)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the command stops cleanly (sources closed, journal flushed)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``affectlite`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    on_main = threading.current_thread() is threading.main_thread()
+    prev_term: Any = signal.signal(signal.SIGTERM, _on_sigterm) if on_main else None
+    cmd = f"affectlite {args.command}"
     try:
         return int(args.func(args))
     except AffectliteError as e:
-        print(f"affectlite {args.command}: error: {e}", file=sys.stderr)
+        print(f"{cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # a path the user gave: missing, a folder, no permission, disk full
+        print(f"{cmd}: error: {_os_error_message(e)}", file=sys.stderr)
+        return 2
+    except UnicodeError as e:
+        print(f"{cmd}: error: input is not valid UTF-8 text ({e}); convert the file to UTF-8", file=sys.stderr)
+        return 2
+    except Exception as e:
+        import csv
+
+        if isinstance(e, csv.Error):  # a malformed CSV/TSV the user gave (e.g. an unclosed quote)
+            print(f"{cmd}: error: a CSV/TSV input is malformed ({e}); check for an unclosed quote", file=sys.stderr)
+            return 2
+        if args.verbose:
+            traceback_text = "".join(__import__("traceback").format_exception(e))
+            print(traceback_text, file=sys.stderr, end="")
+            where = "the traceback is above"
+        else:
+            logp = _crash_log(args.command, e)
+            where = f"traceback in {logp}" if logp else "run with -v for the traceback"
+        print(f"{cmd}: internal error: {type(e).__name__}: {e} ({where}; please report it)", file=sys.stderr)
+        return 1
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, prev_term if prev_term is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,8 +21,22 @@ Callback contract (``on_result``, ``on_change``, ``on_status``, ``on_error``):
   :meth:`EmotionPipeline.close` (``False``, after every thread stopped), so an indicator is on whenever
   sensing happens. If it raises on start, the pipeline does not start.
 
-Fatal errors (a model that cannot run, a source that fails with reconnecting disabled) stop every thread
-and are re-raised from :meth:`EmotionPipeline.wait` and :meth:`EmotionPipeline.close`.
+Bad input never stops the pipeline (see ``docs/reliability.md``): a frame, audio chunk or text that a
+stage refuses (:class:`~affectlite.errors.InputError`, or an unexpected exception while analysing that one
+item) is dropped, counted in :attr:`PipelineStats.rejected` and ``stage_errors``, and reported through
+``on_error``, rate-limited: the first of each kind at once, then at most one summary every 10 s. A source
+whose ``read`` raises :class:`~affectlite.errors.InputError` (e.g. an undecodable file in an image folder)
+has that item skipped the same way. A source that reopens but fails again before delivering anything, 5
+times in a row, is given up: ``on_status`` gets ``failed`` with the reason, and the other sources go on.
+
+Fatal errors (a model that cannot run, a source that fails with reconnecting disabled, a stage failing on
+50 items in a row) stop every thread and are re-raised from :meth:`EmotionPipeline.wait` and
+:meth:`EmotionPipeline.close`, as an :class:`~affectlite.errors.AffectliteError` (an unexpected exception is
+wrapped in :class:`~affectlite.errors.PipelineError`, the original chained as ``__cause__``).
+
+``close()`` and ``stop()`` may be called from inside a callback: the dispatch thread is not joined with
+itself; the pipeline stops after the callback returns. ``wait()`` from a callback raises
+:class:`~affectlite.errors.PipelineError` (it would wait for itself).
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._boundary import RateLimitedLog, clean_text
 from ._mediatime import CueSchedule, MediaTimeMerger
 from ._queues import Closed, DropOldestQueue
 from .cameras import CameraSource, Frame, create_camera
@@ -114,6 +129,8 @@ class PipelineStats:
         stage_errors: Non-fatal errors in stages (bad frames, source hiccups).
         reconnects: Successful source reopenings.
         overflows: Microphone input overflows.
+        rejected: Bad inputs dropped per stream (``frames``, ``audio``, ``text``): items a stage or a source
+            refused (also counted in ``stage_errors``).
     """
 
     state: str
@@ -128,6 +145,13 @@ class PipelineStats:
     stage_errors: int
     reconnects: int
     overflows: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("frames", "audio", "text"), 0))
+
+
+#: A stage (face, voice, text) that raises an unexpected exception on this many items in a row is fatal.
+MAX_CONSECUTIVE_ITEM_ERRORS = 50
+#: A source that reopens and fails again before delivering anything this many times in a row is given up.
+MAX_FLAPS = 5
 
 
 @dataclass
@@ -146,6 +170,7 @@ class _Counters:
     callback_errors: int = 0
     stage_errors: int = 0
     reconnects: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("frames", "audio", "text"), 0))
 
 
 _STOP_SENTINEL = object()
@@ -260,11 +285,13 @@ class EmotionPipeline:
         self._keep_crops = keep_face_crops
         self._crops: dict[int, np.ndarray] = {}
         self._crops_lock = threading.Lock()
-
-    # ------------------------------------------------------------------ lifecycle
+        self._limiter = RateLimitedLog(10.0)
+        self._item_errors_in_row: dict[str, int] = {}
         self._recorded = False  # every source is a recording: offline analysis in media-time order
         self._cues: list[tuple[int, str]] = list(subtitles or [])
         self._voice_media_ns = 0
+
+    # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> EmotionPipeline:
         return self.start()
 
@@ -414,6 +441,9 @@ class EmotionPipeline:
         """
         if self._state == "new":
             raise PipelineError("wait() before start(): use `with EmotionPipeline(...) as pipe:` or call start()")
+        if threading.current_thread() in self._threads:
+            raise PipelineError("wait() from a callback would wait for the callback's own thread; call stop() or "
+                                "close() there instead")
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._done.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -428,7 +458,8 @@ class EmotionPipeline:
         """Stop, join every thread, release sources and models; re-raise a fatal error.
 
         Idempotent. Threads are joined with ``timeout`` seconds in total; a user callback that never
-        returns is reported in the log (its daemon thread cannot be killed).
+        returns is reported in the log (its daemon thread cannot be killed). Safe from inside a callback:
+        the calling (dispatch) thread is not joined; no further callback runs once the callback returns.
         """
         if self._state in ("new", "closed"):
             self._state = "closed"
@@ -436,7 +467,10 @@ class EmotionPipeline:
             return
         self.stop()
         deadline = time.monotonic() + timeout
+        me = threading.current_thread()
         for t in self._threads:
+            if t is me:  # close() from a callback: this thread ends when the callback returns
+                continue
             t.join(max(0.0, deadline - time.monotonic()))
             if t.is_alive():
                 log.error("thread %s did not stop within %.1f s (a callback that never returns?)", t.name, timeout)
@@ -484,7 +518,8 @@ class EmotionPipeline:
         arrive faster than they are classified, the oldest waiting ones are dropped (counted).
 
         Raises:
-            InputError: ``text`` is not a string.
+            InputError: ``text`` is not a string. Invalid code points (lone surrogates) are replaced by
+                U+FFFD, not refused.
             PipelineError: the pipeline is not running or text is disabled.
 
         Args:
@@ -492,8 +527,7 @@ class EmotionPipeline:
             timestamp_ns: When it was said, on the sources' clock (``time.monotonic_ns()`` for live sources,
                 media time for recordings); default now.
         """
-        if not isinstance(text, str):
-            raise InputError(f"push_text expects a str, got {type(text).__name__}")
+        text = clean_text(text, "push_text")  # the boundary: lone surrogates -> U+FFFD
         if self._state != "running":
             raise PipelineError(f"push_text on a pipeline that is {self._state!r}; start it first")
         if self._text is None:
@@ -553,6 +587,7 @@ class EmotionPipeline:
             stage_errors=self._c.stage_errors,
             reconnects=self._c.reconnects,
             overflows=int(getattr(self._mic, "overflows", 0) or 0),
+            rejected=dict(self._c.rejected),
         )
 
     # ------------------------------------------------------------------ factories
@@ -599,6 +634,12 @@ class EmotionPipeline:
 
     def _fail(self, exc: BaseException, where: str) -> None:
         if self._fatal is None:
+            if not isinstance(exc, AffectliteError):  # a bug or an unforeseen input: one error type for callers
+                log.error("unexpected error in the %s thread", where, exc_info=exc)
+                wrapped = PipelineError(f"the {where} thread failed unexpectedly: {type(exc).__name__}: {exc} "
+                                        "(please report it with the log)")
+                wrapped.__cause__ = exc
+                exc = wrapped
             log.error("fatal error in %s thread: %s", where, exc)
             self._fatal = exc
             self._state = "failed"
@@ -607,6 +648,38 @@ class EmotionPipeline:
 
     def _notice(self, item: SourceStatus | BaseException) -> None:
         self._notices.put(item)
+
+    def _item_failed(self, stage: str, stream: str, e: Exception) -> None:
+        """One frame/chunk/text refused by ``stage``: drop it, count it, report it (rate-limited).
+
+        Raises:
+            AffectliteError: ``e`` itself when it is not about the item (a model or backend error): fatal.
+            PipelineError: the stage raised unexpected exceptions on too many items in a row.
+        """
+        if isinstance(e, AffectliteError) and not isinstance(e, InputError):
+            raise e
+        self._c.stage_errors += 1
+        self._c.rejected[stream] += 1
+        key = f"{stage}:{type(e).__name__}"
+        if not isinstance(e, InputError):
+            n = self._item_errors_in_row.get(stage, 0) + 1
+            self._item_errors_in_row[stage] = n
+            if n >= MAX_CONSECUTIVE_ITEM_ERRORS:
+                raise PipelineError(f"the {stage} stage failed on {n} items in a row, last: "
+                                    f"{type(e).__name__}: {e}") from e
+        report, first, suppressed = self._limiter.should_report(key)
+        if not report:
+            return
+        if first and not isinstance(e, InputError):
+            log.warning("%s: dropped one item after an unexpected error", stage, exc_info=e)
+        else:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning("%s: dropped a bad item: %s%s", stage, e, more)
+        self._notice(e)
+
+    def _item_ok(self, stage: str) -> None:
+        if self._item_errors_in_row.get(stage):
+            self._item_errors_in_row[stage] = 0
 
     def _producer_done(self, stream: str = "") -> None:
         with self._producers_lock:
@@ -653,17 +726,38 @@ class EmotionPipeline:
                       out: DropOldestQueue[Any], reconnect: bool, max_backoff_s: float,
                       wait_for_room: bool = False) -> None:
         """Read a source until it ends or the pipeline stops; reconnect on errors (shared by camera and mic)."""
+        stream = "frames" if kind == "camera" else "audio"
+        flaps = 0  # reopen -> fail again before any item, in a row
+        fresh = False  # reopened and nothing delivered since
         try:
             while not self._stop.is_set():
                 try:
                     item = src.read()
-                except SourceError as e:
-                    if not self._reopen(src, kind, e, reconnect, max_backoff_s):
+                except InputError as e:  # one bad item (an undecodable file, NaN samples): skip it
+                    self._item_failed(kind, stream, e)
+                    continue
+                except Exception as e:
+                    err = e if isinstance(e, SourceError) else SourceError(
+                        f"{kind} read raised {type(e).__name__}: {e}")
+                    if err is not e:
+                        err.__cause__ = e
+                    if fresh:
+                        flaps += 1
+                        if flaps >= MAX_FLAPS:
+                            why = (f"{kind} failed again right after reopening, {flaps} times in a row "
+                                   f"(last: {err}); giving up on it")
+                            log.error("%s", why)
+                            self._c.stage_errors += 1
+                            self._notice(SourceStatus(kind, "failed", why, time.monotonic_ns()))
+                            break
+                    if not self._reopen(src, kind, err, reconnect, max_backoff_s):
                         break
+                    fresh = True
                     continue
                 if item is None:
                     self._notice(SourceStatus(kind, "ended", "end of stream", time.monotonic_ns()))
                     break
+                fresh, flaps = False, 0
                 self._c.counts[counter] += 1
                 if wait_for_room:
                     if not out.put_wait(item, self._stop):
@@ -698,10 +792,10 @@ class EmotionPipeline:
                     continue
                 try:
                     faces = face.process(frame.image, frame.timestamp_ns)
-                except InputError as e:
-                    self._c.stage_errors += 1
-                    self._notice(e)
+                except Exception as e:
+                    self._item_failed("face", "frames", e)
                     continue
+                self._item_ok("face")
                 self._c.counts["face"] += 1
                 if self._keep_crops:
                     self._store_crops(frame.image, faces)
@@ -725,10 +819,10 @@ class EmotionPipeline:
                     continue
                 try:
                     results = voice.push(chunk.samples, chunk.timestamp_ns)
-                except InputError as e:
-                    self._c.stage_errors += 1
-                    self._notice(e)
+                except Exception as e:
+                    self._item_failed("voice", "audio", e)
                     continue
+                self._item_ok("voice")
                 end_ns = chunk.timestamp_ns + len(chunk.samples) * 1_000_000_000 // 16000
                 self._voice_media_ns = max(self._voice_media_ns, end_ns)
                 for r in results:
@@ -755,10 +849,10 @@ class EmotionPipeline:
                 continue
             try:
                 r = text.classify(item[0], item[1])
-            except InputError as e:
-                self._c.stage_errors += 1
-                self._notice(e)
+            except Exception as e:
+                self._item_failed("text", "text", e)
                 continue
+            self._item_ok("text")
             self._c.counts["text"] += 1
             self._events.put(_Event("text", r, -1, item[1]))
 
@@ -812,6 +906,8 @@ class EmotionPipeline:
                 self._report(n)
 
     def _deliver(self, r: EmotionResult) -> None:
+        if self._state == "closed":  # close() was called from a callback: no further callbacks
+            return
         lat_ms = (time.monotonic_ns() - r.capture_ns) / 1e6 if r.capture_ns else 0.0
         if not self._recorded:  # media time is not the wall clock: no latency for recordings
             self._c.latencies.append(lat_ms)
@@ -840,11 +936,18 @@ class EmotionPipeline:
             cb(*args)
         except Exception as e:
             self._c.callback_errors += 1
-            log.exception("callback %s raised", getattr(cb, "__name__", cb))
+            name = getattr(cb, "__name__", repr(cb))
+            report, first, suppressed = self._limiter.should_report(f"callback:{name}:{type(e).__name__}")
+            if report and first:
+                log.exception("callback %s raised (the same error again is logged at most every 10 s)", name)
+            elif report:
+                log.warning("callback %s raised %s: %s (%d more times since the last report)", name,
+                            type(e).__name__, e, suppressed)
             self._report(e)
 
     def _report(self, e: BaseException) -> None:
-        if isinstance(e, AffectliteError):
+        if isinstance(e, AffectliteError) and not isinstance(e, InputError) and \
+                self._limiter.should_report(f"report:{type(e).__name__}")[0]:  # bad items: logged when dropped
             log.warning("%s", e)
         if self._on_error is not None:
             try:

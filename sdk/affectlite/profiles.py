@@ -386,11 +386,18 @@ def run(args: argparse.Namespace) -> int:
             return _write(json_schema_text(), args.output)
         elif args.cmd == "reference":
             sys.stdout.write(schema_markdown())
-        elif args.cmd == "validate":
+        elif args.cmd == "validate":  # every file is checked, then the exit code says whether all passed
+            bad = 0
             for ref in args.profiles:
-                prof = load_profile(ref, root=args.root)
-                prof.to_options()
+                try:
+                    prof = load_profile(ref, root=args.root)
+                    prof.to_options()
+                except ProfileError as e:
+                    bad += 1
+                    print(f"affectlite profile: error: {e}", file=sys.stderr)
+                    continue
                 print(f"ok: {prof.describe()}")
+            return 2 if bad else 0
         else:
             prof = load_profile(args.profile, parse_overrides(args.set), root=args.root)
             if args.cmd == "show":
@@ -402,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
                 text = (val if isinstance(val, str) else yaml.safe_dump(val).strip().removesuffix("...").strip()) + "\n"
             return _write(text, args.output)
     except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"affectlite profile: error: {e}", file=sys.stderr)
         return 2
     return 0
 

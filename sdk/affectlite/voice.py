@@ -30,6 +30,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from . import audio_features as af
+from ._boundary import check_float_peak, check_sample_rate
 from .card import ModelCard
 from .errors import ConfigError, InputError, ModelCardError, ModelLoadError
 from .labels import LABELS, map_distribution
@@ -135,8 +136,14 @@ def voice_quality(samples: np.ndarray, voice_activity: float, speech_s: float,
         ``{"reliability", "snr_db", "clipped_fraction", "speech_s", "feature_distance"}``.
     """
     x = np.asarray(samples, np.float32)
-    snr = _snr_db(x)
-    clipped = float(np.mean(np.abs(x) >= _CLIP_LEVEL)) if x.size else 0.0
+    return quality_from_measures(_snr_db(x), float(np.mean(np.abs(x) >= _CLIP_LEVEL)) if x.size else 0.0,
+                                 voice_activity, speech_s, distance, distance_p95)
+
+
+def quality_from_measures(snr: float, clipped: float, voice_activity: float, speech_s: float,
+                          distance: float | None = None, distance_p95: float | None = None) -> VoiceQuality:
+    """:func:`voice_quality` from the measurements (SNR in dB, clipped fraction) instead of the samples,
+    for audio that is measured piece by piece (a long file read window by window)."""
     f_snr = min(1.0, max(0.1, (snr - 3.0) / 17.0))
     f_clip = min(1.0, max(0.2, 1.0 - 20.0 * clipped))
     f_len = 1.0 - math.exp(-max(0.0, speech_s) / 0.75)
@@ -359,7 +366,7 @@ class VoiceAnalyzer:
         x = np.asarray(samples)
         if x.size == 0:
             return []
-        x = af.to_float32(x, "VoiceAnalyzer.push")
+        x = check_float_peak(af.to_float32(x, "VoiceAnalyzer.push"), "VoiceAnalyzer.push")
         self._anchors.append((self._n, int(timestamp_ns)))
         self._buf = np.concatenate([self._buf, x])
         self._n += x.size
@@ -542,12 +549,12 @@ class VoiceAnalyzer:
             when the clip holds no speech.
 
         Raises:
-            InputError: empty, NaN/infinite, wrong rank, or a bad sample rate.
+            InputError: empty, NaN/infinite, wrong rank, float samples beyond +-2 (peaks in (1, 2] are
+                clipped), or a sample rate outside 4 kHz .. 192 kHz.
         """
         self._check_open()
-        x = af.to_float32(samples, "classify_clip")
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-            raise InputError(f"classify_clip: sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+        sample_rate = check_sample_rate(sample_rate, "classify_clip: sample_rate")  # 4 kHz .. 192 kHz
+        x = check_float_peak(af.to_float32(samples, "classify_clip"), "classify_clip")
         if sample_rate != SAMPLE_RATE:
             x = af.resample(x, int(sample_rate), SAMPLE_RATE)
         n = x.size

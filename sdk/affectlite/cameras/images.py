@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SourceError, SourceUnavailableError
+from ..errors import InputError, SourceError, SourceUnavailableError
 from ._base import Frame, to_rgb_uint8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".npy")
@@ -18,16 +18,34 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one image file as ``(H, W, 3)`` RGB uint8 (``.npy`` arrays too).
 
     Raises:
-        SourceUnavailableError: OpenCV is missing (needed for compressed formats).
+        SourceUnavailableError: OpenCV is missing (needed for compressed formats), or the file does not exist
+            or is a folder.
         SourceError: the file cannot be decoded.
     """
     p = Path(path)
+    if p.is_dir():
+        raise SourceUnavailableError(f"image {p} is a folder, not an image file (for a folder of images use "
+                                     "`affectlite run --images FOLDER`)")
+    if not p.is_file():
+        raise SourceUnavailableError(f"image file {p} does not exist")
     if p.suffix.lower() == ".npy":
-        return to_rgb_uint8(np.load(p, allow_pickle=False))
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise SourceError(f"cannot read image array {p}: {e}") from None
+        if not isinstance(arr, np.ndarray):
+            raise SourceError(f"cannot read image array {p}: an .npz archive, not one array")
+        try:
+            return to_rgb_uint8(arr)
+        except (ValueError, TypeError) as e:
+            raise SourceError(f"image array {p}: {e}") from None
     from .opencv import import_cv2
 
     cv2 = import_cv2()
-    data = np.fromfile(str(p), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(p), dtype=np.uint8)
+    except OSError as e:
+        raise SourceError(f"cannot read image {p}: {e.strerror or e}") from None
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise SourceError(f"cannot decode image {p}: not an image file or corrupt")
@@ -40,6 +58,9 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 class ImageFolderCamera:
     """Yields the images of a folder in name order.
+
+    A file that cannot be decoded is skipped: :meth:`read` raises :class:`~affectlite.errors.InputError`
+    for it and the next call goes on with the following file (the pipeline drops, counts and reports it).
 
     Args:
         folder: Folder of images (``.jpg .png .bmp .pgm .ppm .webp .npy``).
@@ -55,6 +76,7 @@ class ImageFolderCamera:
         self.fps, self.realtime, self.loop = fps, realtime, loop
         self._paths: list[Path] = []
         self._pos = 0
+        self._good = 0  # images decoded in this pass over the folder
         self._index = 0
         self._next_t = 0.0
 
@@ -64,20 +86,29 @@ class ImageFolderCamera:
         Raises:
             SourceUnavailableError: the folder does not exist or holds no images.
         """
+        if self.folder.is_file():
+            raise SourceUnavailableError(f"{self.folder} is a file, not a folder of images (classify one image "
+                                         f"with `affectlite classify --image {self.folder}`)")
         if not self.folder.is_dir():
             raise SourceUnavailableError(f"image folder {self.folder} does not exist")
         self._paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self._paths:
             raise SourceUnavailableError(f"image folder {self.folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self._pos = 0
+        self._good = 0
         self._next_t = time.monotonic()
 
     def read(self) -> Frame | None:
-        """Next image, ``None`` after the last one (unless looping)."""
+        """Next image, ``None`` after the last one (unless looping).
+
+        Raises:
+            InputError: this file cannot be decoded (it is skipped; call ``read`` again for the next one).
+        """
         if self._pos >= len(self._paths):
-            if not self.loop or not self._paths:
-                return None
+            if not self.loop or not self._paths or not self._good:
+                return None  # (a looping folder whose every file is bad ends too)
             self._pos = 0
+            self._good = 0
         path = self._paths[self._pos]
         self._pos += 1
         if self.realtime and self.fps > 0:
@@ -85,7 +116,11 @@ class ImageFolderCamera:
             delay = self._next_t - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        img = read_image(path)
+        try:
+            img = read_image(path)
+        except SourceError as e:  # one bad file: skip it, never restart the folder
+            raise InputError(f"skipped {path.name}: {e}") from None
+        self._good += 1
         frame = Frame(img, time.monotonic_ns(), self._index)
         self._index += 1
         return frame

@@ -56,6 +56,9 @@ def to_int16_mono(samples: np.ndarray) -> np.ndarray:
     if x.dtype.kind == "f":
         if not np.all(np.isfinite(x)):
             raise InputError("audio contains NaN or infinity")
+        from .._boundary import check_float_peak
+
+        x = check_float_peak(x, "audio chunk")  # beyond +-2 refused (int16-scale floats), (1, 2] clipped
         return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
     if x.dtype == np.int16:
         return x

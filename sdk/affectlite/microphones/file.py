@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import SourceUnavailableError
+from ..errors import SourceError, SourceUnavailableError
 from ._base import SAMPLE_RATE, AudioChunk, to_int16_mono
 
 
 class FileMicrophone:
     """Chunks of a WAV or FLAC file, resampled to 16 kHz mono.
+
+    The file is read and resampled block by block (:func:`affectlite._audio_stream.open_audio_blocks`), so
+    memory stays the same for a recording of any length.
 
     Args:
         path: The audio file.
@@ -29,39 +33,71 @@ class FileMicrophone:
         self.chunk = max(1, SAMPLE_RATE * chunk_ms // 1000)
         self.realtime, self.loop = realtime, loop
         self.overflows = 0
-        self._data = np.zeros(0, np.int16)
+        self._data = np.zeros(0, np.int16)  # the decoded block being chunked
+        self._blocks: Generator[np.ndarray, None, None] | None = None
+        self._any = False  # the stream gave at least one sample (looping an empty file would spin)
         self._pos = 0
         self._index = 0
         self._t0 = 0
         self._sent = 0
 
     def open(self) -> None:
-        """Load and resample the file.
+        """Open the file and decode its first block (the rest is read as the chunks are consumed).
 
         Raises:
             SourceUnavailableError: the file is missing or cannot be decoded.
         """
         if not self.path.is_file():
             raise SourceUnavailableError(f"audio file {self.path} does not exist")
-        from ..audio_features import load_audio
-
-        try:
-            audio = load_audio(self.path, SAMPLE_RATE)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise SourceUnavailableError(f"cannot read audio file {self.path}: {e}") from None
-        self._data = to_int16_mono(audio)
-        self._pos = 0
+        self._start_stream()
         self._t0 = time.monotonic_ns()
         self._sent = 0
 
+    def _start_stream(self) -> None:
+        from .._audio_stream import open_audio_blocks
+
+        if self._blocks is not None:
+            self._blocks.close()
+            self._blocks = None
+        try:
+            self._blocks = open_audio_blocks(self.path, SAMPLE_RATE)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise SourceUnavailableError(f"cannot read audio file {self.path}: {e}") from None
+        self._data = np.zeros(0, np.int16)
+        self._pos = 0
+
+    def _next_block(self) -> bool:
+        """Decode the next block into ``self._data``; False at the end of the file."""
+        if self._blocks is None:
+            return False
+        try:
+            block = next(self._blocks, None)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise SourceError(f"audio file {self.path} became unreadable: {e}") from None
+        if block is None:
+            return False
+        self._data = to_int16_mono(block)
+        self._pos = 0
+        self._any = True
+        return True
+
     def read(self) -> AudioChunk | None:
         """Next chunk, ``None`` at the end (unless looping)."""
-        if self._pos >= len(self._data):
-            if not self.loop or len(self._data) == 0:
-                return None
-            self._pos = 0
-        seg = self._data[self._pos:self._pos + self.chunk]
-        self._pos += len(seg)
+        parts: list[np.ndarray] = []
+        need = self.chunk
+        while need > 0:
+            if self._pos >= len(self._data) and not self._next_block():
+                if parts or not self.loop or not self._any:
+                    break  # the last (short) chunk, or the end
+                self._start_stream()  # loop: read the file again from its start
+                continue
+            piece = self._data[self._pos:self._pos + need]
+            self._pos += len(piece)
+            need -= len(piece)
+            parts.append(piece)
+        if not parts:
+            return None
+        seg = parts[0] if len(parts) == 1 else np.concatenate(parts)
         ts = self._t0 + self._sent * 1_000_000_000 // SAMPLE_RATE
         if self.realtime:
             # deliver a chunk once it would have been fully recorded
@@ -77,5 +113,8 @@ class FileMicrophone:
         return chunk
 
     def close(self) -> None:
-        """Drop the decoded audio."""
+        """Close the file and drop the decoded audio."""
+        if self._blocks is not None:
+            self._blocks.close()
+            self._blocks = None
         self._data = np.zeros(0, np.int16)
