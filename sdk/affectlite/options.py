@@ -247,9 +247,17 @@ class TextOptions(_Options, frozen=True, kw_only=True):
 
     _path = ("text",)
     enabled: Annotated[bool, _doc("Accept push_text.")] = True
-    model_path: Annotated[Text | None, _doc("Text model (null: the shipped int8 default).")] = None
+    model_path: Annotated[Text | None, _doc(
+        "One text model for every text, whatever its language (null: the shipped models, routed by language).")] = None
     backend: Annotated[Backend, _doc(_BACKEND_DOC)] = "auto"
     num_threads: Annotated[Threads | None, _doc("Interpreter threads (null: the interpreter's default).")] = 1
+    language: Annotated[Literal["auto", "en", "zh"], _doc(
+        "auto (detect each text's language from its script: Latin -> en, Han -> zh, other scripts get a "
+        "low-reliability uniform result) or en / zh (every text goes to that language's model).")] = "auto"
+    commercial: Annotated[bool, _doc(
+        "Use only models trained on commercially usable data: the GoEmotions-only English model (Apache-2.0 "
+        "data). The default models (English conversation, Chinese) are research / non-commercial; with "
+        "commercial: true, Chinese text gets a low-reliability uniform result (docs/text.md).")] = False
 
 
 _Weight = Annotated[float, Meta(ge=0, le=10)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -274,6 +275,7 @@ def timeline_svg(results: Sequence[Mapping[str, Any]], *, duration_s: float,
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         plt.close(fig)
     svg = buf.getvalue()
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)  # RDF metadata: namespaces, no content
     return svg[svg.index("<svg"):]  # drop the XML prolog and doctype: the SVG is inlined into HTML
 
 

@@ -140,13 +140,20 @@ class TextResult(_Scored):
 
     Attributes:
         probabilities: Calibrated probabilities aligned with :data:`LABELS`.
-        n_tokens: Number of tokens the featuriser saw (reliability cue).
+        n_tokens: Number of tokens the model saw (reliability cue; 0 when no shipped model covers the text's
+            language, so fusion gives the text no weight).
         timestamp_ns: When the text was pushed.
+        language: Language the text was routed by: ``"en"``, ``"zh"``, another code when no model covers it
+            (``"ja"``, ``"ko"``, ``"und-Cyrl"``...), ``"und"`` for text without letters (emoji, digits), or
+            ``""`` when unknown (results made before language routing).
+        model: Name of the model card that classified the text (``""`` when no model did).
     """
 
     probabilities: tuple[float, ...]
     n_tokens: int
     timestamp_ns: int = 0
+    language: str = ""
+    model: str = ""
     label: str = field(init=False)
     confidence: float = field(init=False)
 

@@ -29,6 +29,7 @@ probabilities and the token count.
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import hashlib
 import json
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ModelCardError, ModelError, ModelLoadError
+from .errors import ConfigError, InputError, ModelCardError, ModelError, ModelLoadError
 from .labels import LABELS, canonical_label, map_distribution
 from .results import TextResult, uniform_probabilities
 
@@ -55,17 +56,21 @@ if TYPE_CHECKING:
     from .options import TextOptions
 
 __all__ = [
+    "COMMERCIAL_TEXT_MODEL",
     "DEFAULT_TEXT_MODEL",
     "GOEMOTIONS_LABELS",
+    "TEXT_MODELS",
     "FeatureBlock",
     "TextClassifier",
     "TextFeaturizer",
     "classification_metrics",
     "default_text_spec",
+    "detect_language",
     "eval_text_main",
     "evaluate_text",
     "goemotions_common_table",
     "read_goemotions_tsv",
+    "shipped_text_models",
     "single_label_rows",
 ]
 
@@ -73,11 +78,21 @@ __all__ = [
 #: non-space character (punctuation, emoji), which carries emotion ("!!", "?", ":)").
 DEFAULT_TOKEN_PATTERN = r"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]"
 
-#: The shipped text model (int8), relative to the package.
-DEFAULT_TEXT_MODEL = Path(__file__).resolve().parent / "models" / "text.tflite"
+_MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+#: The commercially usable English text model (int8; GoEmotions data, Apache-2.0): ``text.commercial: true``.
+#: Also the text model the shipped learned fusion head was trained with.
+COMMERCIAL_TEXT_MODEL = _MODELS_DIR / "text.tflite"
+
+#: Kept for compatibility: the GoEmotions-only model (see :data:`COMMERCIAL_TEXT_MODEL`).
+DEFAULT_TEXT_MODEL = COMMERCIAL_TEXT_MODEL
+
+#: The default text models by language (research / non-commercial training data; docs/text.md).
+TEXT_MODELS: dict[str, Path] = {"en": COMMERCIAL_TEXT_MODEL}  # TEMP until the new models are trained
 
 _ANALYZERS = ("word", "char_wb")
 _SEP = "\x1f"
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -286,6 +301,10 @@ class TextFeaturizer:
     def normalize(self, text: str) -> str:
         """Unicode-normalise, lower-case, truncate and collapse long character runs."""
         t = text[: self.max_chars]
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (e.g. from surrogateescape): never crash deep inside
+            t = _SURROGATES.sub("\ufffd", t)
         if self.unicode_normalization:
             t = unicodedata.normalize(self.unicode_normalization, t)  # type: ignore[arg-type]
         if self.lowercase:
@@ -440,40 +459,103 @@ def _load_idf(path: Path, sha256: Any) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32)
 
 
-class TextClassifier:
-    """Synchronous text emotion classifier: featuriser + int8 model from one card.
+# ---------------------------------------------------------------------------------------------- languages
+#: Script ranges (first code point, last code point, ISO 15924 code), sorted; letters outside them are "Zzzz".
+_SCRIPT_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0x0041, 0x024F, "Latn"), (0x0370, 0x03FF, "Grek"), (0x0400, 0x052F, "Cyrl"), (0x0530, 0x058F, "Armn"),
+    (0x0590, 0x05FF, "Hebr"), (0x0600, 0x06FF, "Arab"), (0x0750, 0x077F, "Arab"), (0x08A0, 0x08FF, "Arab"),
+    (0x0900, 0x097F, "Deva"), (0x0980, 0x09FF, "Beng"), (0x0A00, 0x0A7F, "Guru"), (0x0A80, 0x0AFF, "Gujr"),
+    (0x0B80, 0x0BFF, "Taml"), (0x0C00, 0x0C7F, "Telu"), (0x0C80, 0x0CFF, "Knda"), (0x0D00, 0x0D7F, "Mlym"),
+    (0x0E00, 0x0E7F, "Thai"), (0x10A0, 0x10FF, "Geor"), (0x1100, 0x11FF, "Hang"), (0x1E00, 0x1EFF, "Latn"),
+    (0x3040, 0x30FF, "Kana"), (0x3130, 0x318F, "Hang"), (0x31F0, 0x31FF, "Kana"), (0x3400, 0x4DBF, "Hani"),
+    (0x4E00, 0x9FFF, "Hani"), (0xAC00, 0xD7AF, "Hang"), (0xF900, 0xFAFF, "Hani"), (0xFB50, 0xFDFF, "Arab"),
+    (0xFE70, 0xFEFF, "Arab"), (0xFF21, 0xFF3A, "Latn"), (0xFF41, 0xFF5A, "Latn"), (0xFF66, 0xFF9F, "Kana"),
+    (0x20000, 0x3FFFF, "Hani"),
+)
+_SCRIPT_STARTS = [r[0] for r in _SCRIPT_RANGES]
+#: Scripts written without spaces: scored per character (a Han character ~ 0.7 English words).
+_PER_CHAR = {"Hani": 0.7, "Kana": 0.7, "Thai": 0.2}
+#: Script -> language the SDK routes by; other scripts give ``"und-<script>"``.
+_SCRIPT_LANGUAGE = {"Latn": "en", "Hani": "zh", "Jpan": "ja", "Hang": "ko"}
+#: Characters looked at by :func:`detect_language` (enough to decide; bounds the cost).
+LANGUAGE_PROBE_CHARS = 600
 
-    Not thread-safe for concurrent :meth:`classify` calls on one instance beyond the model's internal lock
-    (calls are serialised); create one per worker thread for parallelism.
 
-    Example:
-        >>> clf = TextClassifier.create()            # doctest: +SKIP
-        >>> clf.classify("thank you so much!").label  # doctest: +SKIP
-        'happy'
+def _script_of(ch: str) -> str | None:
+    if not ch.isalpha():
+        return None
+    o = ord(ch)
+    i = bisect.bisect_right(_SCRIPT_STARTS, o) - 1
+    if i >= 0 and o <= _SCRIPT_RANGES[i][1]:
+        return _SCRIPT_RANGES[i][2]
+    return "Zzzz"
+
+
+def detect_language(text: str) -> str:
+    """The language a text is routed by, from its writing system (no dictionary, no model).
+
+    Every letter of the first :data:`LANGUAGE_PROBE_CHARS` characters is assigned a script; scripts written
+    with spaces score one per word, Han and kana 0.7 per character (about one English word per 1.4
+    characters), Thai 0.2 per character; the highest score wins. Text with kana making up a quarter or more of
+    its Han + kana characters is Japanese.
+
+    Args:
+        text: Any string (lone surrogates and other odd code points are fine).
+
+    Returns:
+        ``"en"`` (Latin script: English is the only Latin-script language a model covers, so French or
+        German text is also ``"en"``), ``"zh"`` (Han), ``"ja"``, ``"ko"``, ``"und-<ISO 15924 script>"``
+        for other scripts (``"und-Cyrl"``, ``"und-Arab"``...), or ``"und"`` when the text has no letters
+        (emoji, digits, punctuation).
+
+    Raises:
+        InputError: ``text`` is not a string.
     """
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}")
+    score: dict[str, float] = {}
+    prev: str | None = None
+    for ch in text[:LANGUAGE_PROBE_CHARS]:
+        s = _script_of(ch)
+        if s is None:
+            prev = None
+            continue
+        w = _PER_CHAR.get(s)
+        if w is not None:
+            score[s] = score.get(s, 0.0) + w
+        elif s != prev:
+            score[s] = score.get(s, 0.0) + 1.0
+        prev = s
+    if not score:
+        return "und"
+    kana = score.pop("Kana", 0.0)
+    if kana:
+        han = score.get("Hani", 0.0)
+        if kana >= 0.25 * (kana + han):
+            score["Jpan"] = kana + score.pop("Hani", 0.0)
+    if not score:  # a few kana inside Chinese text only
+        return "und-Kana"
+    best = max(score, key=lambda k: (score[k], k == "Latn"))
+    return _SCRIPT_LANGUAGE.get(best, f"und-{best}")
+
+
+# ---------------------------------------------------------------------------------------------- classifier
+class _Head:
+    """One loaded text model with its featuriser (a language's model)."""
 
     def __init__(self, model: Model, featurizer: TextFeaturizer) -> None:
-        """Wrap a loaded text model and its featuriser (use :meth:`create` or :meth:`from_model`)."""
-        self.model = model
+        self.model: Model | None = model
         self.featurizer = featurizer
-        self._labels = model.card.labels
-        self._mapping = {lab: model.card.common_label(lab) for lab in self._labels}
-        self._lock = threading.Lock()
-        self._name = model.card.name
+        self.labels = model.card.labels
+        self.mapping = {lab: model.card.common_label(lab) for lab in self.labels}
+        self.name = model.card.name
         in_shape = model.card.inputs[0].shape
         if in_shape[-1] != -1 and in_shape[-1] != featurizer.dim:
             raise ModelCardError(f"{model.card.source or model.card.name}: model input has {in_shape[-1]} "
                                  f"features but the featuriser spec produces {featurizer.dim}")
 
     @classmethod
-    def from_model(cls, path: str | os.PathLike[str], *, backend: str = "auto",
-                   num_threads: int | None = 1) -> TextClassifier:
-        """Load a text model (``.tflite`` with its ``.card.json`` and idf file).
-
-        Raises:
-            ModelLoadError: the model file is missing or corrupt.
-            ModelCardError: the card is missing, not a text model, or its featuriser spec is broken.
-        """
+    def load(cls, path: str | os.PathLike[str], backend: str, num_threads: int | None) -> _Head:
         from .model import Model
 
         model = Model.load(path, backend=backend, num_threads=num_threads, expected_task="text")
@@ -484,75 +566,211 @@ class TextClassifier:
         feat = TextFeaturizer.from_spec(spec_holder.preprocessing, base_dir=Path(path).resolve().parent)
         return cls(model, feat)
 
+
+def shipped_text_models(commercial: bool = False) -> dict[str, Path]:
+    """The shipped text models by language.
+
+    Args:
+        commercial: Only models trained on commercially usable data (the GoEmotions-only English model).
+
+    Returns:
+        ``{"en": path, "zh": path}`` (research / non-commercial data), or ``{"en": path}`` with
+        ``commercial=True``.
+    """
+    return {"en": COMMERCIAL_TEXT_MODEL} if commercial else dict(TEXT_MODELS)
+
+
+class TextClassifier:
+    """Synchronous text emotion classifier: each text goes to the model of its language.
+
+    The shipped configuration (:meth:`create`) detects each text's language from its script
+    (:func:`detect_language`) and routes English to the English model and Chinese to the Chinese model
+    (loaded on the first Chinese text). A text in a language no loaded model covers gets uniform
+    probabilities with ``n_tokens=0`` (fusion gives it no weight) and its ``language`` set. A classifier built
+    from one model (:meth:`from_model`, ``TextOptions(model_path=...)``) sends every text to that model.
+
+    Calls are serialised by an internal lock (safe to share between threads, no parallel speed-up); create
+    one per worker thread for parallelism.
+
+    Example:
+        >>> clf = TextClassifier.create()            # doctest: +SKIP
+        >>> clf.classify("thank you so much!").label  # doctest: +SKIP
+        'happy'
+        >>> clf.classify("我今天非常生气").language     # doctest: +SKIP
+        'zh'
+    """
+
+    def __init__(self, model: Model, featurizer: TextFeaturizer, *, language: str | None = None,
+                 others: Mapping[str, str | os.PathLike[str]] | None = None, force_language: str | None = None,
+                 backend: str = "auto", num_threads: int | None = 1) -> None:
+        """Wrap a loaded text model (use :meth:`create` or :meth:`from_model`).
+
+        Args:
+            model: The primary model.
+            featurizer: Its featuriser.
+            language: The primary model's language; ``None``: it takes every text (no routing).
+            others: Further models by language, loaded on first use.
+            force_language: Route every text to this language's model (``None``: detect per text).
+            backend: Interpreter backend for the other models.
+            num_threads: Interpreter threads for the other models.
+        """
+        head = _Head(model, featurizer)
+        self.model = model
+        self.featurizer = featurizer
+        self._lock = threading.Lock()
+        self._name = head.name
+        self._primary = language
+        self._heads: dict[str, _Head | Path] = {language or "*": head}
+        for lang, p in (others or {}).items():
+            self._heads[lang] = Path(p)
+        self._force = force_language
+        self._backend, self._threads = backend, num_threads
+        self._closed = False
+
     @classmethod
-    def create(cls, options: TextOptions | None = None) -> TextClassifier:
-        """The classifier the options ask for (``model_path=None``: the shipped int8 model).
+    def from_model(cls, path: str | os.PathLike[str], *, backend: str = "auto",
+                   num_threads: int | None = 1) -> TextClassifier:
+        """Load one text model (``.tflite`` with its ``.card.json`` and idf file); every text goes to it.
 
         Raises:
-            ModelLoadError: the shipped model is missing (a broken install).
+            ModelLoadError: the model file is missing or corrupt.
+            ModelCardError: the card is missing, not a text model, or its featuriser spec is broken.
         """
-        path: str | os.PathLike[str] = DEFAULT_TEXT_MODEL
-        backend, threads = "auto", 1
-        if options is not None:
-            if options.model_path is not None:
-                path = options.model_path
-            backend, threads = options.backend, options.num_threads  # type: ignore[assignment]
-        if (options is None or options.model_path is None) and not Path(path).is_file():
-            raise ModelLoadError(f"the shipped text model {path} is missing: re-install affectlite, or "
-                                 "pass TextOptions(model_path=...)")
-        return cls.from_model(path, backend=backend, num_threads=threads)
+        head = _Head.load(path, backend, num_threads)
+        assert head.model is not None
+        return cls(head.model, head.featurizer)
+
+    @classmethod
+    def create(cls, options: TextOptions | None = None) -> TextClassifier:
+        """The classifier the options ask for.
+
+        ``model_path=None``: the shipped int8 models routed by language (``language``, ``commercial``);
+        otherwise that one model for every text.
+
+        Raises:
+            ModelLoadError: a shipped model is missing (a broken install).
+            ConfigError: ``language`` names a language no selected model covers (``zh`` with
+                ``commercial: true``).
+        """
+        from .options import TextOptions
+
+        opts = options if options is not None else TextOptions()
+        backend, threads = opts.backend, opts.num_threads
+        if opts.model_path is not None:
+            c = cls.from_model(opts.model_path, backend=backend, num_threads=threads)
+            c._force = None if opts.language == "auto" else opts.language
+            return c
+        models = shipped_text_models(opts.commercial)
+        for lang, p in models.items():
+            if not p.is_file():
+                raise ModelLoadError(f"the shipped {lang} text model {p} is missing: re-install affectlite, or "
+                                     "pass TextOptions(model_path=...)")
+        force = None if opts.language == "auto" else opts.language
+        if force is not None and force not in models:
+            raise ConfigError(f"text.language is {force!r} but no selected model covers it (commercial: "
+                              f"{opts.commercial} gives {', '.join(models)}); set text.commercial: false or "
+                              "text.language: auto")
+        primary = force or "en"
+        head = _Head.load(models[primary], backend, threads)
+        assert head.model is not None
+        return cls(head.model, head.featurizer, language=primary,
+                   others={k: v for k, v in models.items() if k != primary}, force_language=force,
+                   backend=backend, num_threads=threads)
 
     @property
     def name(self) -> str:
-        """The model card's name."""
+        """The primary model card's name."""
         return self._name
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Languages with a model (``("*",)`` for a single model that takes every text)."""
+        return tuple(self._heads)
+
+    def language_of(self, text: str) -> str:
+        """The language :meth:`classify` reports for ``text`` (the forced one, or :func:`detect_language`)."""
+        return self._force if self._force is not None else detect_language(text)
+
     def close(self) -> None:
-        """Release the interpreter and its model file (idempotent); later calls raise :class:`ModelError`."""
+        """Release the interpreters and their model files (idempotent); later calls raise :class:`ModelError`."""
         with self._lock:
+            self._closed = True
+            for h in self._heads.values():
+                if isinstance(h, _Head):
+                    h.model = None
             self.model = None  # type: ignore[assignment]
 
     def _check_open(self) -> None:
-        if self.model is None:
+        if self._closed:
             raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
 
-    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
-        """Calibrated probabilities over :data:`affectlite.LABELS` for several texts.
+    def _head_for(self, language: str) -> _Head | None:
+        key = "*" if "*" in self._heads else language
+        if key not in self._heads:
+            if language != "und" or self._primary is None:
+                return None
+            key = self._primary  # no letters (emoji, "!!", digits): the primary model reads the symbols
+        h = self._heads[key]
+        if isinstance(h, _Head):
+            return h
+        with self._lock:  # first text of this language: load its model
+            h = self._heads[key]
+            if not isinstance(h, _Head):
+                self._check_open()
+                h = _Head.load(h, self._backend, self._threads)
+                self._heads[key] = h
+        return h
 
-        Returns:
-            ``(probs, n_tokens)``: ``float32`` ``(n, len(LABELS))`` and the token count of each text. A text
-            without tokens gets the uniform distribution.
-
-        Raises:
-            InputError: ``texts`` is a bare string or contains a non-string.
-            ModelError: the classifier was closed.
-        """
+    def _run(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int], list[str], list[str]]:
         if isinstance(texts, (str, bytes)):
             raise InputError("predict_proba() takes a sequence of strings; use classify() for one text")
         self._check_open()
         n = len(texts)
         out = np.tile(np.asarray(uniform_probabilities(), np.float32), (n, 1))
         n_tokens = [0] * n
-        rows: list[np.ndarray] = []
-        which: list[int] = []
+        langs = [""] * n
+        names = [""] * n
+        groups: dict[int, tuple[_Head, list[int], list[np.ndarray]]] = {}
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise InputError(f"text must be a str, got {type(t).__name__} (item {i}); decode bytes first")
-            idx, val, nt = self.featurizer.features(t)
+            langs[i] = self.language_of(t)
+            head = self._head_for(langs[i])
+            if head is None:
+                continue  # no model for this language: uniform, 0 tokens -> no weight in fusion
+            names[i] = head.name
+            idx, val, nt = head.featurizer.features(t)
             n_tokens[i] = nt
             if len(idx) == 0:
                 continue
-            x = np.zeros(self.featurizer.dim, np.float32)
+            x = np.zeros(head.featurizer.dim, np.float32)
             x[idx] = val
-            rows.append(x)
-            which.append(i)
-        if rows:
+            g = groups.setdefault(id(head), (head, [], []))
+            g[1].append(i)
+            g[2].append(x)
+        for head, which, rows in groups.values():
             with self._lock:
                 self._check_open()
-                p = self.model.predict_proba(np.stack(rows))
+                assert head.model is not None
+                p = head.model.predict_proba(np.stack(rows))
             for r, i in enumerate(which):
-                out[i] = map_distribution(self._labels, p[r], self._mapping)
-        return out, n_tokens
+                out[i] = map_distribution(head.labels, p[r], head.mapping)
+        return out, n_tokens, langs, names
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """Calibrated probabilities over :data:`affectlite.LABELS` for several texts (routed by language).
+
+        Returns:
+            ``(probs, n_tokens)``: ``float32`` ``(n, len(LABELS))`` and the token count of each text. A text
+            without tokens, or in a language no model covers, gets the uniform distribution (and, for the
+            latter, ``n_tokens`` 0).
+
+        Raises:
+            InputError: ``texts`` is a bare string or contains a non-string.
+            ModelError: the classifier was closed.
+        """
+        probs, n_tokens, _, _ = self._run(texts)
+        return probs, n_tokens
 
     def classify(self, text: str, timestamp_ns: int = 0) -> TextResult:
         """Classify one text.
@@ -560,7 +778,8 @@ class TextClassifier:
         Args:
             text: Any string; only its first ``max_chars`` characters are used. An empty or whitespace-only
                 text (no tokens) gives a low-confidence result: uniform probabilities (label ``neutral``,
-                confidence 1/7) with ``n_tokens=0``, which fusion weights at zero.
+                confidence 1/7) with ``n_tokens=0``, which fusion weights at zero. So does a text in a
+                language no model covers (``language`` says which).
             timestamp_ns: When the text was produced (``time.monotonic_ns()``); 0 means now.
 
         Raises:
@@ -569,10 +788,10 @@ class TextClassifier:
         if not isinstance(text, str):
             raise InputError(f"text must be a str, got {type(text).__name__}; decode bytes first "
                              "(e.g. data.decode('utf-8'))")
-        probs, n_tokens = self.predict_proba([text])
+        probs, n_tokens, langs, names = self._run([text])
         ts = timestamp_ns if timestamp_ns else time.monotonic_ns()
-        return TextResult(probabilities=tuple(float(v) for v in probs[0]), n_tokens=n_tokens[0], timestamp_ns=ts)
-
+        return TextResult(probabilities=tuple(float(v) for v in probs[0]), n_tokens=n_tokens[0], timestamp_ns=ts,
+                          language=langs[0], model=names[0])
 
 
 # ---------------------------------------------------------------------------------------------- GoEmotions
@@ -705,8 +924,10 @@ def single_label_rows(rows: Sequence[tuple[str, Sequence[str]]], table: Mapping[
 
 
 def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[str] = LABELS) -> dict[str, Any]:
-    """Accuracy, macro-F1 (over classes present in ``y_true`` or predicted), per-class recall/F1 and the
-    confusion matrix (rows: true, columns: predicted)."""
+    """Accuracy, macro-F1 (over classes present in ``y_true`` or predicted), weighted-F1 (per-class F1
+    weighted by true support), micro-F1 over the emotions (``neutral`` excluded from both the predictions and
+    the truths counted, as DailyDialog papers report it), per-class recall/F1 and the confusion matrix
+    (rows: true, columns: predicted)."""
     yt = np.asarray(y_true, dtype=np.int64)
     yp = np.asarray(y_pred, dtype=np.int64)
     k = len(labels)
@@ -724,10 +945,20 @@ def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[str] = LAB
         if tp + fn:
             recall[labels[c]] = tp / (tp + fn)
     n = len(yt)
+    support = cm.sum(axis=1)
+    weighted = sum(f1s.get(labels[c], 0.0) * int(support[c]) for c in range(k)) / n if n else 0.0
+    # micro-F1 over the emotions only (neutral excluded), as DailyDialog papers report it
+    emo = [c for c in range(k) if labels[c] != "neutral"]
+    tp_e = int(sum(cm[c, c] for c in emo))
+    pred_e = int(cm[:, emo].sum())
+    true_e = int(cm[emo, :].sum())
+    micro_e = 2 * tp_e / (pred_e + true_e) if pred_e + true_e else 0.0
     return {
         "n": n,
         "accuracy": float(np.trace(cm) / n) if n else 0.0,
         "macro_f1": float(np.mean(list(f1s.values()))) if f1s else 0.0,
+        "weighted_f1": float(weighted),
+        "micro_f1_emotions": float(micro_e),
         "per_class_recall": {k_: round(v, 4) for k_, v in recall.items()},
         "per_class_f1": {k_: round(v, 4) for k_, v in f1s.items()},
         "labels": list(labels),
@@ -736,40 +967,73 @@ def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[str] = LAB
 
 
 def evaluate_text(model_path: str | os.PathLike[str] | None, tsv_path: str | os.PathLike[str], *,
-                  limit: int | None = None, batch_size: int = 64) -> dict[str, Any]:
-    """Evaluate a text model on a GoEmotions-format TSV (rows mapping to exactly one common label).
+                  limit: int | None = None, batch_size: int = 64, dedupe: bool = False,
+                  options: TextOptions | None = None) -> dict[str, Any]:
+    """Evaluate text models on a labelled corpus file (any format of :mod:`affectlite.text_corpora`).
 
     Args:
-        model_path: A text ``.tflite`` (with card and idf file), or ``None`` for the shipped model.
-        tsv_path: The TSV; ``emotions.txt``/``ekman_mapping.json`` next to it are used when present.
+        model_path: A text ``.tflite`` (with card and idf file) for every text, or ``None`` for the shipped
+            models routed by language (as ``options`` selects).
+        tsv_path: A corpus file or folder: GoEmotions TSV, MELD / EmoryNLP / CPED CSV, DailyDialog or
+            XDailyDialog text, SMP2020 JSON (a folder: its evaluation split). Utterances whose label has no
+            counterpart in :data:`LABELS` (and GoEmotions rows mapping to two labels) are skipped.
         limit: Evaluate at most this many rows.
         batch_size: Texts per interpreter call.
+        dedupe: Count each distinct (text, label) pair once (``"Yeah."`` repeats in dialogue corpora).
+        options: Text options for the shipped models (``language``, ``commercial``); ignored with
+            ``model_path``.
 
     Returns:
-        ``{"n", "accuracy", "macro_f1", "per_class_recall", "per_class_f1", "labels", "confusion",
-        "n_skipped_multilabel", "model", "data"}``.
+        ``{"n", "accuracy", "macro_f1", "weighted_f1", "micro_f1_emotions", "per_class_recall",
+        "per_class_f1", "labels", "confusion", "n_skipped", "skipped_labels", "n_skipped_multilabel",
+        "n_duplicates_removed", "languages", "models", "format", "model", "data"}``.
+
+    Raises:
+        InputError: unreadable or unknown data, or nothing to evaluate.
     """
     from .options import TextOptions
+    from .text_corpora import dedupe_corpus, read_text_corpus
 
-    clf = TextClassifier.create(TextOptions(model_path=None if model_path is None else os.fspath(model_path)))
-    table = goemotions_common_table(Path(tsv_path).parent)
-    rows = read_goemotions_tsv(tsv_path, names=list(table))
-    texts, y, dropped = single_label_rows(rows, table)
-    if limit is not None:
-        texts, y = texts[:limit], y[:limit]
-    if not texts:
-        raise InputError(f"{tsv_path}: no row maps to exactly one label; nothing to evaluate")
-    preds = []
-    for i in range(0, len(texts), batch_size):
-        probs, _ = clf.predict_proba(texts[i:i + batch_size])
-        preds.append(np.argmax(probs, axis=1))
+    opts = options if options is not None else TextOptions()
+    if model_path is not None:
+        import msgspec
+
+        opts = msgspec.structs.replace(opts, model_path=os.fspath(model_path))
+    clf = TextClassifier.create(opts)
+    try:
+        corpus = read_text_corpus(tsv_path)
+        removed = 0
+        if dedupe:
+            corpus, removed = dedupe_corpus(corpus)
+        texts, y = corpus.texts, corpus.y
+        if limit is not None:
+            texts, y = texts[:limit], y[:limit]
+        if not texts:
+            raise InputError(f"{tsv_path}: no utterance maps to exactly one label; nothing to evaluate")
+        preds = []
+        langs: dict[str, int] = {}
+        models: dict[str, int] = {}
+        for i in range(0, len(texts), batch_size):
+            probs, _, lg, nm = clf._run(texts[i:i + batch_size])
+            preds.append(np.argmax(probs, axis=1))
+            for v in lg:
+                langs[v] = langs.get(v, 0) + 1
+            for v in nm:
+                key = v or "(none: no model for the language)"
+                models[key] = models.get(key, 0) + 1
+    finally:
+        clf.close()
     out = classification_metrics(y, np.concatenate(preds))
-    out.update({"n_skipped_multilabel": dropped, "model": clf.name, "data": os.fspath(tsv_path)})
+    out.update({"n_skipped": corpus.n_skipped, "skipped_labels": corpus.skipped_labels,
+                "n_skipped_multilabel": corpus.skipped_labels.get("multi-label", 0),
+                "n_duplicates_removed": removed, "languages": langs, "models": models, "format": corpus.format,
+                "model": clf.name, "data": os.fspath(tsv_path)})
     return out
 
 
 def eval_text_main(args: argparse.Namespace) -> int:
-    """``affectlite eval text --data FILE.tsv [--model PATH] [--limit N]``: print the metrics as JSON."""
-    res = evaluate_text(getattr(args, "model", None), args.data, limit=getattr(args, "limit", None))
+    """``affectlite eval text --data PATH [--model PATH] [--limit N] [--dedupe]``: print the metrics as JSON."""
+    res = evaluate_text(getattr(args, "model", None), args.data, limit=getattr(args, "limit", None),
+                        dedupe=bool(getattr(args, "dedupe", False)))
     print(json.dumps(res, indent=2))
     return 0

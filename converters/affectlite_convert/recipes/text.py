@@ -199,6 +199,7 @@ def _class_weights(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def train_linear(x: Csr, y: np.ndarray, dim: int, *, optimizer: str = "lbfgs", steps: int = 300, lr: float = 0.05,
                  l2: float = 1.4e-6, class_weight_power: float = 1.0, seed: int = 0, threads: int | None = None,
                  eval_sets: Sequence[tuple[str, Csr, np.ndarray]] = (), eval_every: int = 50, nb: bool = False,
+                 sample_weight: np.ndarray | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Train the linear softmax layer (multinomial logistic regression with class weights and L2).
 
@@ -227,6 +228,8 @@ def train_linear(x: Csr, y: np.ndarray, dim: int, *, optimizer: str = "lbfgs", s
             ``y``) and the L2 penalty on ``W``: features that tell class ``c`` apart get a weaker prior. The
             result is still one linear layer (``W * r`` is returned), so the runtime does not change.
             L-BFGS only.
+        sample_weight: Optional per-row weights multiplied into the class weights (e.g. to weight corpora
+            equally); L-BFGS only.
 
     Returns:
         ``(W (dim, 7), b (7,), history)``.
@@ -234,9 +237,11 @@ def train_linear(x: Csr, y: np.ndarray, dim: int, *, optimizer: str = "lbfgs", s
     if optimizer == "lbfgs":
         scale = nb_ratios(x, y, dim) if nb else None
         return _train_lbfgs(x, y, dim, iters=steps, l2=l2, class_weight_power=class_weight_power,
-                            eval_sets=eval_sets, eval_every=eval_every, scale=scale)
+                            eval_sets=eval_sets, eval_every=eval_every, scale=scale, sample_weight=sample_weight)
     if optimizer != "adam":
         raise ConversionError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
+    if sample_weight is not None:
+        raise ConversionError("per-row sample weights need the L-BFGS trainer (optimizer='lbfgs')")
     if nb:
         raise ConversionError("--nb needs the L-BFGS trainer: pass --optimizer lbfgs (the default) or --no-nb")
     tf = _tf(threads)
@@ -303,6 +308,7 @@ def nb_ratios(x: Csr, y: np.ndarray, dim: int, alpha: float = 1.0) -> np.ndarray
 
 def _train_lbfgs(x: Csr, y: np.ndarray, dim: int, *, iters: int, l2: float, class_weight_power: float,
                  eval_sets: Sequence[tuple[str, Csr, np.ndarray]], eval_every: int, scale: np.ndarray | None = None,
+                 sample_weight: np.ndarray | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     try:
         import scipy.optimize as so
@@ -314,6 +320,8 @@ def _train_lbfgs(x: Csr, y: np.ndarray, dim: int, *, iters: int, l2: float, clas
     n = len(y)
     counts, cw = _class_weights(y)
     sw = (cw ** class_weight_power)[y]
+    if sample_weight is not None:
+        sw = sw * np.asarray(sample_weight, np.float64)
     indptr, indices, data = x
     xm = sp.csr_matrix((data.astype(np.float64), indices, indptr), shape=(n, dim))
     xt = xm.T.tocsr()

@@ -1,0 +1,309 @@
+"""Recorded media end to end (issue 26): a video's own soundtrack and subtitles, offline analysis that drops
+nothing and is deterministic, streams over loopback HTTP, and ``affectlite analyze`` with its HTML report opened
+in a real headless Chromium with the network disabled.
+
+The test media are made here with ffmpeg and espeak-ng: the sample video's frames (one smiling face) with a
+synthesised speech track, and a SubRip file beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("av")
+
+from affectlite import EmotionPipeline, PipelineOptions
+from affectlite.cli import main as cli_main
+from affectlite.errors import InputError, SourceUnavailableError
+from affectlite.media import MediaCamera, MediaMicrophone, container_cues, probe, resolve_cues
+from affectlite.samples import sample_video
+from affectlite.subtitles import find_sidecar, load_subtitles, parse_srt, parse_vtt
+
+SRT = """1
+00:00:00,500 --> 00:00:01,800
+I am <i>so happy</i> today!
+
+2
+00:00:02,200 --> 00:00:03,500
+This is terrible, I hate it.
+"""
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"needs {name} (Debian package {name})")
+    return path
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4 s 640x480 30 fps talking-face video (H.264 + AAC) with talk.srt beside it."""
+    d = tmp_path_factory.mktemp("media")
+    wav = d / "speech.wav"
+    subprocess.run([_tool("espeak-ng"), "-v", "en-us", "-s", "160", "-w", str(wav),
+                    "I am so happy today! This is wonderful news."], check=True, capture_output=True)
+    out = d / "talk.mp4"
+    subprocess.run([_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", "-i", str(sample_video()),
+                    "-i", str(wav), "-map", "0:v", "-map", "1:a", "-t", "4", "-af", "apad", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-c:a", "aac", "-ac", "1", "-ar", "22050", str(out)],
+                   check=True, capture_output=True)
+    (d / "talk.srt").write_text(SRT, encoding="utf-8")
+    return out
+
+
+def _opts(video: Path, realtime: bool = False, **extra: Any) -> PipelineOptions:
+    return PipelineOptions().replace(**{
+        "camera.backend": "media", "camera.device": str(video), "camera.realtime": realtime, "camera.fps": 10,
+        "audio.backend": "media", "audio.device": str(video), "audio.realtime": realtime, **extra})
+
+
+def _run(opts: PipelineOptions, cues: list[tuple[int, str]] | None = None, slow_s: float = 0.0
+         ) -> tuple[list[dict[str, Any]], Any]:
+    out: list[dict[str, Any]] = []
+
+    def on_result(r: Any) -> None:
+        out.append(r.to_json_dict())
+        if slow_s:
+            threading.Event().wait(slow_s)
+
+    with EmotionPipeline(opts, on_result=on_result, subtitles=cues) as pipe:
+        assert pipe.wait(timeout=120)
+        stats = pipe.stats()
+    return out, stats
+
+
+# ------------------------------------------------------------------------------------------ subtitles
+
+
+def test_srt_and_vtt_cues_are_parsed_with_markup_removed(tmp_path: Path) -> None:
+    cues = parse_srt(SRT)
+    assert [(c.start_s, c.end_s, c.text) for c in cues] == [
+        (0.5, 1.8, "I am so happy today!"), (2.2, 3.5, "This is terrible, I hate it.")]
+    vtt = ("WEBVTT\n\nNOTE a comment\n\n00:01.000 --> 00:02.000\n<v Ann>Hello {\\an8}there\n\n"
+           "id2\n00:00:03.5 --> 00:04\n")
+    with pytest.raises(InputError, match="not a time"):
+        parse_vtt(vtt)
+    cues = parse_vtt(vtt.replace("00:04\n", "00:04.000\nbye\n"))
+    assert [(c.start_s, c.text) for c in cues] == [(1.0, "Hello there"), (3.5, "bye")]
+    with pytest.raises(InputError, match="WEBVTT"):
+        parse_vtt(SRT)
+    with pytest.raises(InputError, match="no 'start --> end' line"):
+        parse_srt("1\nhello\n")
+    with pytest.raises(InputError, match=r"\.srt or \.vtt"):
+        load_subtitles(tmp_path / "x.txt")
+    (tmp_path / "v.mp4").write_bytes(b"")
+    (tmp_path / "v.vtt").write_text("WEBVTT\n", encoding="utf-8")
+    assert find_sidecar(tmp_path / "v.mp4") == tmp_path / "v.vtt"
+
+
+def test_cues_come_from_the_sidecar_or_the_container_track(talk: Path, tmp_path: Path) -> None:
+    cues, where = resolve_cues(talk)
+    assert where.endswith("talk.srt") and len(cues) == 2
+    muxed = tmp_path / "muxed.mp4"  # the same cues as a mov_text track inside the container, no sidecar
+    subprocess.run([_tool("ffmpeg"), "-loglevel", "error", "-y", "-i", str(talk), "-i", str(talk.with_suffix(".srt")),
+                    "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text", str(muxed)], check=True)
+    inner = container_cues(muxed)
+    assert [(round(c.start_s, 2), c.text) for c in inner] == [(0.5, "I am so happy today!"),
+                                                             (2.2, "This is terrible, I hate it.")]
+    assert resolve_cues(muxed) == (inner, "container")
+    assert resolve_cues(muxed, talk.with_suffix(".srt"))[1].endswith("talk.srt")
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+
+def test_media_sources_use_container_timestamps(talk: Path) -> None:
+    info = probe(talk)
+    assert (info.width, info.height, info.has_audio, round(info.fps)) == (640, 480, True, 30)
+    cam = MediaCamera(talk, fps=10, realtime=False)
+    cam.open()
+    frames = []
+    while (f := cam.read()) is not None:
+        frames.append(f)
+    cam.close()
+    assert cam.recorded and len(frames) == 40  # 4 s at 10 of the file's 30 frames per second
+    assert [round(f.timestamp_ns / 1e9, 3) for f in frames[:3]] == [0.0, 0.1, 0.2]
+    assert frames[0].image.shape == (480, 640, 3)
+    mic = MediaMicrophone(talk, chunk_ms=100, realtime=False)
+    mic.open()
+    chunks = []
+    while (c := mic.read()) is not None:
+        chunks.append(c)
+    mic.close()
+    assert mic.recorded and 39 <= len(chunks) <= 41
+    assert chunks[10].timestamp_ns == pytest.approx(1.0e9, abs=0.03e9)  # AAC priming: within a frame
+    assert all(c.samples.dtype.name == "int16" and c.samples.ndim == 1 for c in chunks)
+    with pytest.raises(SourceUnavailableError, match="does not exist"):
+        MediaCamera(talk.with_name("missing.mp4")).open()
+
+
+def test_a_missing_pyav_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, talk: Path) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError
+    with pytest.raises(SourceUnavailableError, match=r"affectlite\[media\]"):
+        MediaCamera(talk).open()
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+
+def test_one_video_file_gives_face_voice_and_text_results(talk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["run", "--video", str(talk), "--fast"]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    results = [ln for ln in lines if ln["event"] == "result"]
+    stats = next(ln for ln in lines if ln["event"] == "stats")
+    assert any(r["faces"] for r in results), "no face result"
+    assert any(r["voice"] for r in results), "no voice result from the video's own soundtrack"
+    texts = {r["text"]["label"] for r in results if r["text"]}
+    assert texts, "no text result from talk.srt"
+    assert any(set(r["modality_weights"]) >= {"face", "voice"} for r in results)
+    assert stats["state"] == "finished" and stats["counts"]["mic"] >= 39 and stats["counts"]["text"] == 2
+    assert set(stats["drops"].values()) == {0}
+    # the text results sit at the cues' start times (media time), the first face frames at 0.1 s steps
+    assert sorted({r["text"]["timestamp_ns"] for r in results if r["text"]}) == [500_000_000, 2_200_000_000]
+
+
+def test_offline_drops_nothing_and_fast_equals_realtime(talk: Path) -> None:
+    cues = [(c.start_ns, c.text) for c in load_subtitles(talk.with_suffix(".srt"))]
+    tiny: dict[str, Any] = {"queues.frames": 1, "queues.audio": 1, "queues.results": 1}
+    fast, st = _run(_opts(talk, **tiny), cues, slow_s=0.002)  # a slow callback and one-slot queues
+    assert set(st.drops.values()) == {0}
+    assert st.counts["camera"] == st.counts["face"] == 40 and st.counts["mic"] >= 39
+    again, _ = _run(_opts(talk), cues)
+    real, st_rt = _run(_opts(talk, realtime=True), cues)
+    assert st_rt.uptime_s >= 3.5  # really paced
+    assert fast == again == real  # deterministic: same input, same output, whatever the pace or the queues
+    assert len(fast) >= 40
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_loopback_http_stream_with_sound_is_read(talk: Path, tmp_path: Path) -> None:
+    ts = tmp_path / "web.mp4"  # index first (faststart): plain HTTP, no range requests needed
+    subprocess.run([_tool("ffmpeg"), "-loglevel", "error", "-y", "-i", str(talk), "-c", "copy", "-movflags",
+                    "+faststart", str(ts)], check=True)
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{ts.name}"
+        out, st = _run(_opts(Path(url)).replace(**{"camera.device": url, "audio.device": url}))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert st.counts["camera"] == 40 and st.counts["mic"] >= 39 and set(st.drops.values()) == {0}
+    assert any(r["voice"] for r in out) and any(r["faces"] for r in out)
+
+
+# ------------------------------------------------------------------------------------------ analyze + report
+
+
+@pytest.fixture(scope="module")
+def analysed(talk: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("analysis")
+    second = talk.with_name("second.mp4")
+    shutil.copyfile(sample_video(), second)
+    assert cli_main(["analyze", str(talk), str(second), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_analyze_two_files_writes_both_reports_and_the_index(analysed: Path) -> None:
+    for stem in ("talk", "second"):
+        d = analysed / stem
+        assert sorted(p.name for p in d.iterdir()) == ["report.html", "results.csv", "results.jsonl",
+                                                       "summary.json"]  # nothing raw
+        s = json.loads((d / "summary.json").read_text())
+        assert s["duration_s"] == pytest.approx(4.0 if stem == "talk" else 9.6, abs=0.1)
+        assert set(s["drops"].values()) == {0} and s["fused"] and "face 1" in s["face_tracks"]
+        assert s["speech_s"] > 1.0 and s["modalities"]["voice"]
+        rows = list(csv.DictReader((d / "results.csv").open()))
+        jsonl = (d / "results.jsonl").read_text().splitlines()
+        assert len(rows) == len(jsonl) == s["results"] > 0
+        assert abs(sum(float(rows[0][f"p_{k}"]) for k in ("neutral", "happy", "sad", "angry", "fear", "disgust",
+                                                             "surprise")) - 1) < 0.01
+        page = (d / "report.html").read_text()
+        assert "<svg" in page and "<script" not in page and "@font-face" not in page
+        for external in ('src="http', "src='http", 'href="http', "url(http", "@import", "<link"):
+            assert external not in page, external
+    talk_summary = json.loads((analysed / "talk" / "summary.json").read_text())
+    assert talk_summary["subtitle_cues"] == 2 and talk_summary["modalities"]["text"]
+    index = (analysed / "index.html").read_text()
+    assert 'href="talk/report.html"' in index and 'href="second/report.html"' in index
+
+
+def test_report_timeline_renders_in_headless_chromium_offline(analysed: Path, tmp_path: Path) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    if chromium is None or driver_bin is None:
+        pytest.skip("needs the Debian packages chromium and chromium-driver")
+    o = webdriver.ChromeOptions()
+    o.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+              "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='report-chrome-')}",
+              "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+              "--window-size=1200,1000"):
+        o.add_argument(a)
+    drv = webdriver.Chrome(service=Service(driver_bin), options=o)
+    try:
+        drv.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+        drv.get((analysed / "talk" / "report.html").as_uri())
+        box = drv.execute_script("""const s = document.querySelector('#timeline svg');
+            const r = s.getBoundingClientRect();
+            return {w: r.width, h: r.height, top: r.top, left: r.left, paths: s.querySelectorAll('path').length,
+                    failed: performance.getEntriesByType('resource').length};""")
+        assert box["w"] > 800 and box["h"] > 250 and box["paths"] > 100, box
+        assert box["failed"] == 0, "the report loaded an external resource"
+        assert "face 1" in drv.find_element("id", "tracks").text
+        png = tmp_path / "report.png"
+        drv.save_screenshot(str(png))
+    finally:
+        drv.quit()
+    from matplotlib.image import imread
+
+    img = (imread(str(png))[..., :3] * 255).round()
+    top, left = int(box["top"]), int(box["left"])
+    region = img[top:top + int(box["h"]), left:left + int(box["w"])]
+    happy = ((abs(region[..., 0] - 0xE6) < 12) & (abs(region[..., 1] - 0x9F) < 12) & (region[..., 2] < 30)).mean()
+    assert happy > 0.05, f"the timeline shows little of the face's 'happy' colour ({happy:.3f} of its pixels)"
+
+
+@pytest.fixture
+def no_threads_left() -> Iterator[None]:
+    before = {t.name for t in threading.enumerate()}
+    yield
+    assert not {t.name for t in threading.enumerate() if t.name.startswith("affectlite-")} - before
+
+
+def test_analyze_refuses_bad_inputs_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            no_threads_left: None) -> None:
+    assert cli_main(["analyze", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no media files" in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all")
+    assert cli_main(["analyze", str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "bad.mp4" in capsys.readouterr().err
