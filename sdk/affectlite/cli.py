@@ -455,9 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model on a labelled dataset; prints JSON")
     e.add_argument("modality", choices=["face", "voice", "text"])
-    e.add_argument("--data", required=True, help="folder of labelled images/audio, or a GoEmotions TSV")
+    e.add_argument("--data", required=True, help="folder of labelled images/audio; text: a corpus file or folder "
+                   "(GoEmotions TSV, MELD/EmoryNLP/CPED CSV, DailyDialog/XDailyDialog, SMP2020 JSON)")
     e.add_argument("--model", default=None, help="model .tflite (default: the shipped one)")
     e.add_argument("--limit", type=_positive_int, default=None, help="evaluate at most N samples (>= 1)")
+    e.add_argument("--dedupe", action="store_true", help="text only: count each distinct (text, label) once")
     e.add_argument("--flip-tta", action="store_true",
                    help="face only: also classify each mirrored image and average (twice the model time)")
     e.set_defaults(func=_cmd_eval)
