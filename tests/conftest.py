@@ -22,7 +22,10 @@ try:
 
     _hyp_settings.register_profile("repeatable", derandomize=True, print_blob=True)
     _hyp_settings.register_profile("explore", derandomize=False)
-    _hyp_settings.load_profile("repeatable")
+    # the fuzzing harness (docs/reliability.md): "ci" is repeatable with bounded examples; "long" for local runs
+    _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
+    _hyp_settings.register_profile("long", derandomize=False, max_examples=1000, deadline=None)
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 except ImportError:  # hypothesis is a dev extra
     pass
 
