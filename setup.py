@@ -182,7 +182,10 @@ EXTRAS = {
     "dev": ["pytest>=8", "hypothesis>=6.100", "mypy>=1.10", "ruff>=0.5", "types-PyYAML", "build>=1.2",
             "scikit-image>=0.22", "psutil>=5.9", "pytest-benchmark>=4", "selenium>=4.20,<4.52", "paho-mqtt>=2",
             "jsonschema>=4.18"],
+    # the documentation site (mkdocs.yml; `mkdocs serve`); part of dev so the test command builds it too
+    "docs": ["mkdocs>=1.6.1,<2", "mkdocs-material>=9.8,<10", "mkdocstrings[python]>=1.0,<2"],
 }
+EXTRAS["dev"] += EXTRAS["docs"]
 EXTRAS["all"] = sorted({d for k, v in EXTRAS.items() if k not in ("tflite",) for d in v})
 
 setup(
