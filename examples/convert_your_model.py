@@ -6,7 +6,8 @@
         --out models/my_face.tflite
 
     # ONNX goes through onnx2tf in its own environment (see `affectlite convert --help`):
-    python examples/convert_your_model.py --model my_face.onnx --onnx-env ~/.affectlite/onnx2tf ...
+    affectlite convert --setup-onnx    # creates ~/.cache/affectlite/onnx2tf-venv, found without --onnx-env
+    python examples/convert_your_model.py --model my_face.onnx ...
 
     # no model at hand? --demo trains a tiny Keras CNN first (on --data, e.g. a FER2013-style train/ folder,
     # or on generated images when --data is not given: then the model learns nothing useful, but every

@@ -110,8 +110,12 @@ build_wheel() {  # repo out_dir -> prints the wheel path
     mkdir -p "$out"
     (cd "$repo" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - setup.py pyproject.toml README.md sdk converters) \
         | tar -xf - -C "$src"
-    python3 -m pip wheel --quiet --no-deps --no-build-isolation -w "$out" "$src" >/dev/null \
-        || { rm -rf "$src"; fail "could not build the affectlite wheel"; }
+    # --no-build-isolation builds with this python's setuptools and wheel (no network needed); a python
+    # without the wheel package cannot do that, so it builds isolated instead (pip fetches the build deps)
+    local iso=--no-build-isolation
+    python3 -c "import setuptools, wheel" 2>/dev/null || iso=
+    python3 -m pip wheel --quiet --no-deps $iso -w "$out" "$src" >/dev/null \
+        || { rm -rf "$src"; fail "could not build the affectlite wheel (needs setuptools and wheel: python3 -m pip install wheel)"; }
     rm -rf "$src"
     ls "$out"/affectlite-*.whl
 }

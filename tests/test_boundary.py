@@ -408,3 +408,30 @@ def test_file_microphone_reads_block_by_block(tmp_path: Path) -> None:
         tracemalloc.stop()
         mic.close()
     assert peak < 4 * 2**20, peak  # the whole file decoded would be 38 MB of float32
+
+
+def test_results_without_a_capture_time_do_not_hide_latency() -> None:
+    class SlowSometimes(soak.DoubleFace):  # type: ignore[misc]
+        def process(self, frame: np.ndarray, ts: int) -> Any:
+            if frame[0, 0, 0] != 200:
+                return ()  # no face: an empty result without a capture time
+            time.sleep(0.03)
+            return super().process(frame, ts)
+
+    imgs = [np.full((20, 20, 3), 200 if i % 4 == 0 else 10, np.uint8) for i in range(24)]
+    o = PipelineOptions().replace(**{"audio.enabled": False, "text.enabled": False, "camera.every_frame": True})
+    with make(o, face_analyzer_factory=SlowSometimes, camera=FakeCamera.from_images(imgs),
+              on_result=lambda r: None) as pipe:
+        assert pipe.wait(timeout=20)
+        st = pipe.stats()
+    assert st.counts["results"] >= 20
+    assert st.latency_ms_p50 >= 25, st  # before: the 0 ms of faceless results made the median 0
+
+
+def test_cli_stderr_has_no_interpreter_info_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "affectlite.cli", "classify", "--text", "hello"],
+                       capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and "XNNPACK" not in r.stderr and r.stderr.strip() == "", r.stderr
+    r = subprocess.run([sys.executable, "-m", "affectlite.cli", "classify", "--image", "missing.png"],
+                       capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("affectlite classify: error: image file missing.png")

@@ -214,9 +214,14 @@ def test_onnx_converts_through_onnx2tf(tmp_path: Path) -> None:
         find_env()
     except ConversionError as e:
         pytest.skip(f"no onnx2tf environment: {str(e).splitlines()[0][:200]}")
+    import hashlib
+
     x, y, predict = _onnx_model(tmp_path / "tiny.onnx")
     assert np.mean(predict(x).argmax(1) == y) > 0.8  # the numpy-trained layer works
+    before = hashlib.sha256((tmp_path / "tiny.onnx").read_bytes()).hexdigest()
     res = convert(tmp_path / "tiny.onnx", tmp_path / "onnx.tflite", x, _card(), validation=(x, y), **FAST)
+    # issue 27: a converter never writes to its source (onnx2tf simplifies and saves over its input)
+    assert hashlib.sha256((tmp_path / "tiny.onnx").read_bytes()).hexdigest() == before
     assert res.report["source"]["kind"] == "onnx" and res.card.tools.get("onnx2tf")
     assert any("NCHW data transposed to NHWC" in n for n in res.report["notes"])
     assert res.card.inputs[0].shape == (1, 6, 6, 2)  # onnx2tf gives NHWC

@@ -172,7 +172,19 @@ def onnx_to_saved_model(path: Path, out_dir: Path, *, env: str | os.PathLike[str
     check_onnx(path)
     python, ver = find_env(env)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(python), "-m", "onnx2tf", "-i", str(path), "-o", str(out_dir), "-osd", "-b", "1", "-n"]
+    # a converter never writes to its source: onnx2tf simplifies and saves over its input, so it gets a copy
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="affectlite-onnx-") as tmp:
+        work = Path(tmp) / path.name
+        shutil.copyfile(path, work)
+        return _run_onnx2tf(python, ver, work, path, out_dir, timeout_s)
+
+
+def _run_onnx2tf(python: Path, ver: str, work: Path, path: Path, out_dir: Path,
+                 timeout_s: float) -> tuple[Path, str]:
+    cmd = [str(python), "-m", "onnx2tf", "-i", str(work), "-o", str(out_dir), "-osd", "-b", "1", "-n"]
     envvars = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     envvars["TF_CPP_MIN_LOG_LEVEL"] = "2"
     envvars.setdefault("CUDA_VISIBLE_DEVICES", "")

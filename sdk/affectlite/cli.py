@@ -13,6 +13,7 @@ exits 1. No raw traceback otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import importlib.util
@@ -24,7 +25,7 @@ import platform
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -514,6 +515,56 @@ def _crash_log(command: str, exc: BaseException) -> str | None:
     return str(path)
 
 
+#: Lines the TFLite runtime's C++ code prints on every model load; noise on a command's stderr.
+_NATIVE_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Drop the interpreter's INFO line from file descriptor 2 (C++ code writes there, not to sys.stderr).
+
+    fd 2 is pointed at a pipe for the duration; a thread forwards every other line to the real stderr.
+    """
+    if os.name != "posix" or os.environ.get("AFFECTLITE_NATIVE_STDERR") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        r, w = os.pipe()
+        os.dup2(w, 2)
+        os.close(w)
+    except (OSError, ValueError):  # no usable fd 2 (embedded, closed): nothing to filter
+        yield
+        return
+
+    def pump() -> None:
+        rest = b""
+        with os.fdopen(r, "rb", buffering=0) as src:
+            while True:
+                data = src.read(65536)
+                if not data:
+                    break
+                rest += data
+                *lines, rest = rest.split(b"\n")
+                out = b"".join(ln + b"\n" for ln in lines if not ln.strip().startswith(_NATIVE_NOISE))
+                if out:
+                    os.write(saved, out)
+        if rest and not rest.strip().startswith(_NATIVE_NOISE):
+            os.write(saved, rest)
+
+    t = threading.Thread(target=pump, name="affectlite-cli-stderr", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees the end and finishes
+        t.join(2.0)
+        os.close(saved)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the command stops cleanly (sources closed, journal flushed)."""
 
@@ -532,7 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prev_term: Any = signal.signal(signal.SIGTERM, _on_sigterm) if on_main else None
     cmd = f"affectlite {args.command}"
     try:
-        return int(args.func(args))
+        with _quiet_native_stderr():
+            return int(args.func(args))
     except AffectliteError as e:
         print(f"{cmd}: error: {e}", file=sys.stderr)
         return 2

@@ -121,7 +121,13 @@ class PipelineStats:
         counts: Items handled per stage: ``camera`` frames captured, ``face`` frames analysed, ``mic`` chunks,
             ``voice`` results, ``text`` results, ``results`` delivered.
         fps: ``counts`` divided by uptime, per stage.
-        latency_ms_p50: Median capture-to-callback latency of delivered results (ms).
+        latency_ms_p50: Median capture-to-callback latency of delivered results (ms); 0.0 before any. Only
+            results with a capture time count (an empty result of a frame without a face has none). A
+            voice-driven result's capture time is the end of its voice window, and a segment's final result
+            comes after the hangover, so with a microphone (synthetic or real) these figures include the
+            audio chunk, hop and hangover waits (100-500 ms): they do not measure the camera path. The
+            synthetic camera draws no face, so it gives no timed results at all. Judge latency with real
+            faces (``--sample`` or a video) and the camera alone, or with ``affectlite bench``.
         latency_ms_p95: 95th percentile of the same (ms).
         drops: Items dropped per queue (``frames``, ``audio``, ``events``, ``text``, ``output``).
         queue_depths: Items waiting per queue now.
@@ -908,9 +914,10 @@ class EmotionPipeline:
     def _deliver(self, r: EmotionResult) -> None:
         if self._state == "closed":  # close() was called from a callback: no further callbacks
             return
-        lat_ms = (time.monotonic_ns() - r.capture_ns) / 1e6 if r.capture_ns else 0.0
-        if not self._recorded:  # media time is not the wall clock: no latency for recordings
-            self._c.latencies.append(lat_ms)
+        # media time is not the wall clock: no latency for recordings; a result without a capture time
+        # (no face, no voice) would count as 0 ms and hide the real latency of the others
+        if not self._recorded and r.capture_ns:
+            self._c.latencies.append((time.monotonic_ns() - r.capture_ns) / 1e6)
         self._c.counts["results"] += 1
         if self._on_result is not None:
             self._call(self._on_result, r)
