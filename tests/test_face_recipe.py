@@ -223,3 +223,47 @@ def _weights(path: Path) -> list[np.ndarray]:
 def _mean(out: Path) -> list[np.ndarray]:
     with np.load(out / "ckpt" / "swa_mean.npz") as z:
         return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+@pytest.mark.slow
+def test_recipe_on_ferplus_votes_writes_an_equalising_card_with_the_ferplus_figures(shared_datasets: Path,
+                                                                                   tmp_path: Path) -> None:
+    from affectlite.card import load_card
+    from affectlite.face import FaceExpressionClassifier
+    from affectlite.preprocess import equalize_hist
+    from affectlite_convert.recipes import face as F
+
+    data = tmp_path / "fer"
+    _slice(shared_datasets / "fer2013", data, per_class=16)
+    shutil.copy(shared_datasets / "fer2013" / "ferplus_votes.csv", data / "ferplus_votes.csv")
+    out = tmp_path / "run"
+    st = F.train(str(data), str(out), epochs=1, width=4, batch_size=32, threads=1, targets="ferplus-soft",
+                 equalize=True)
+    assert st["config"]["targets"] == "ferplus-soft" and st["config"]["equalize"] is True
+    with pytest.raises(SystemExit, match="another config"):  # the targets are part of the run's config
+        F.train(str(data), str(out), epochs=1, width=4, batch_size=32, threads=1, targets="ferplus-majority",
+                equalize=True)
+    assert F._recipe_commands(st, 1).endswith("--width 4 --targets ferplus-soft --epochs 1")
+    d = F.load_data(str(data), str(out / "cache"), "ferplus-soft", equalize=True)
+    assert d["soft"] is not None and np.allclose(d["soft"].sum(axis=1), 1.0, atol=1e-5)
+    assert len(d["yva"]) == int(d["val_mask"].sum()) < 7 * 16 and (d["yva"] >= 0).all()
+    raw = F.load_data(str(data), str(out / "cache"), "ferplus-soft", equalize=False)
+    assert np.array_equal(d["xtr"][0], equalize_hist(raw["xtr"][0]))  # training sees the runtime's equalisation
+    dest = F.convert_best(str(data), str(out), seed=1)
+    card = load_card(dest.with_suffix(".card.json"))
+    assert card.name == "affectlite-face-ferplus" and card.inputs[0].preprocessing["equalize"] == "histogram"
+    assert "FER+ vote distribution" in card.training["method"] and "MIT" in card.training["terms"]
+    assert card.metrics["int8"]["n"] == len(d["yva"])
+    fp = card.metrics["ferplus"]
+    assert fp["original_labels"]["n"] == 7 * 16 and len(fp["majority_int8"]["confusion"]) == len(LABELS)
+    assert set(fp["contrast"]) == {"equalised (as stored)", "raw-like", "low contrast", "dark", "bright"}
+    clf = FaceExpressionClassifier.create(str(dest))
+    assert clf.spec.equalize == "histogram"
+    (p,) = clf.classify_crops([np.full((48, 48), 128, np.uint8)])
+    assert len(p) == len(LABELS) and abs(sum(p) - 1.0) < 0.05
+    # the FER2013 recipe keeps its plain preprocessing
+    plain = tmp_path / "plain"
+    F.train(str(data), str(plain), epochs=1, width=4, batch_size=32, threads=1)
+    card = load_card(F.convert_best(str(data), str(plain), seed=1).with_suffix(".card.json"))
+    assert "equalize" not in card.inputs[0].preprocessing and card.name == "affectlite-face-fer2013"
+    assert "ferplus" not in card.metrics
