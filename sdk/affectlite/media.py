@@ -275,6 +275,9 @@ class MediaCamera:
         realtime: Recorded inputs: deliver each frame when its media time has passed (otherwise as fast as
             the reader takes them). Live streams are paced by the sender.
         loop: Recorded inputs: start again at the end (media time keeps increasing).
+        skip_nonref: Do not decode frames no other frame refers to (most B-frames): about a third less decoding
+            when analysing a fraction of the frames. ``None`` (default): on when the file's rate is at least
+            twice ``fps``. The analysed frames are then the reference frames nearest the ``fps`` grid.
 
     Attributes:
         recorded: True for a recording (media-time stamps, offline analysis); set by :meth:`open`.
@@ -282,9 +285,10 @@ class MediaCamera:
     """
 
     def __init__(self, device: str | os.PathLike[str], *, fps: float = 15.0, realtime: bool = True,
-                 loop: bool = False) -> None:
+                 loop: bool = False, skip_nonref: bool | None = None) -> None:
         self.device = str(device)
         self.name = f"media:{self.device}"
+        self.skip_nonref = skip_nonref
         self.fps, self.realtime, self.loop = float(fps), realtime, loop
         self.recorded = not is_live_url(self.device)
         self.duration_s = 0.0
@@ -313,6 +317,10 @@ class MediaCamera:
             raise SourceUnavailableError(f"{self.device} has no video stream (for audio only use --audio FILE)")
         v = c.streams.video[0]
         v.thread_type = "AUTO"
+        rate = float(v.average_rate) if v.average_rate else 0.0
+        skip = self.skip_nonref if self.skip_nonref is not None else (self.fps > 0 and rate >= 2 * self.fps)
+        if skip:
+            v.codec_context.skip_frame = "NONREF"
         self._c = c
         self.recorded = _is_recorded(self.device, c)
         self.duration_s = float(c.duration) / 1e6 if c.duration is not None else 0.0
