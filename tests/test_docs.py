@@ -101,6 +101,7 @@ ALL_BLOCKS = [b for p in doc_files() if p.is_file() for b in blocks(p)]
 #: prefer a docs-test comment in the page itself.
 UNMARKED = {
     ("docs/voice.md", "affectlite train voice"): "trains the voice model on the datasets (an hour or more)",
+    ("docs/media.md", 'pip install "affectlite['): "installs packages; talk.mp4 and lesson.mkv stand for your files",
 }
 
 
@@ -329,6 +330,10 @@ def _env(block: Block, workdir: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "sdk"), str(ROOT / "converters"), env.get("PYTHONPATH", "")])
     env["MPLBACKEND"] = "Agg"
+    # a private temp and cache folder per block: examples that scan them (privacy.md) see only their own files
+    private = workdir / f".tmp-{block.path.stem}-{block.line}"
+    (private / "cache").mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"], env["XDG_CACHE_HOME"] = str(private), str(private / "cache")
     if block.mark == "sample":
         env["AFFECTLITE_PROFILE_PATH"] = str((workdir / ".sample-profiles").resolve())
     return env
