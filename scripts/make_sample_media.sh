@@ -3,7 +3,10 @@
 #   sample.mp4  640x480, 30 fps, ~9.6 s: the public-domain NASA astronaut portrait (scikit-image's
 #               skimage.data.astronaut(), Eileen Collins, NASA image S94-45033) animated with a slow
 #               pan/zoom, with the speech below as an AAC track
-#   sample.wav  16 kHz mono 16-bit PCM speech synthesised with espeak-ng
+#   sample.wav  16 kHz mono 16-bit PCM speech synthesised with espeak-ng (the same speech as a WAV: the fallback of
+#               `affectlite run --sample` without PyAV, and the examples' audio)
+#   sample.srt  the speech as subtitles (cue times from the pauses of this espeak-ng output), picked up beside
+#               sample.mp4 as the text modality
 # Needs: python3 with scikit-image (and imageio, its dependency), ffmpeg (with libx264), espeak-ng.
 # Usage: scripts/make_sample_media.sh [OUTPUT_DIR]   (default: sdk/affectlite/data)
 set -euo pipefail
@@ -52,5 +55,20 @@ x='575-575/zoom+40*sin(on/25)':y='300-300/zoom+15*sin(on/40)':d=1:s=640x480:fps=
     -threads 1 -g 60 -c:a aac -b:a 40k -ac 1 -ar 16000 -movflags +faststart \
     -fflags +bitexact -flags:v +bitexact -flags:a +bitexact -map_metadata -1 "$out/sample.mp4"
 
+# 5. sample.srt: the three sentences, timed at the pauses of the synthesised speech (+0.4 s delay above).
+cat > "$out/sample.srt" <<'SRT'
+1
+00:00:00,400 --> 00:00:01,880
+Hello, and welcome!
+
+2
+00:00:02,300 --> 00:00:04,570
+I am really happy to see you today.
+
+3
+00:00:04,940 --> 00:00:08,700
+Everything runs on this device, and nothing leaves it.
+SRT
+
 echo "speech: ${dur}s"
-ls -l "$out/sample.mp4" "$out/sample.wav"
+ls -l "$out/sample.mp4" "$out/sample.wav" "$out/sample.srt"

@@ -307,3 +307,18 @@ def test_analyze_refuses_bad_inputs_clearly(tmp_path: Path, capsys: pytest.Captu
     bad.write_bytes(b"not a video at all")
     assert cli_main(["analyze", str(bad), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert "bad.mp4" in capsys.readouterr().err
+
+
+def test_the_sample_is_one_video_with_its_own_soundtrack_and_subtitles() -> None:
+    from affectlite.cli import _options_from_args, build_parser, run_cues
+
+    opts = _options_from_args(build_parser().parse_args(["run", "--sample"]))
+    video = str(sample_video())
+    assert (opts.camera.backend, opts.camera.device) == ("media", video)
+    assert (opts.audio.backend, opts.audio.device, opts.audio.enabled) == ("media", video, True)  # no WAV
+    cues = run_cues(opts, None)
+    assert [t for t, _ in cues] == [400_000_000, 2_300_000_000, 4_940_000_000]  # sample.srt beside it
+    info = probe(video)
+    assert info.has_audio and info.duration_s == pytest.approx(9.6, abs=0.05)
+    no_audio = _options_from_args(build_parser().parse_args(["run", "--sample", "--no-audio"]))
+    assert not no_audio.audio.enabled

@@ -275,9 +275,9 @@ class MediaCamera:
         realtime: Recorded inputs: deliver each frame when its media time has passed (otherwise as fast as
             the reader takes them). Live streams are paced by the sender.
         loop: Recorded inputs: start again at the end (media time keeps increasing).
-        skip_nonref: Do not decode frames no other frame refers to (most B-frames): about a third less decoding
-            when analysing a fraction of the frames. ``None`` (default): on when the file's rate is at least
-            twice ``fps``. The analysed frames are then the reference frames nearest the ``fps`` grid.
+        skip_nonref: Opt-in: do not decode frames no other frame refers to (most B-frames): about a third less
+            decoding, but only the reference frames can then be analysed (as few as a third of them with
+            B-frame-heavy encodings), so fewer than ``fps`` frames per second may be analysed.
 
     Attributes:
         recorded: True for a recording (media-time stamps, offline analysis); set by :meth:`open`.
@@ -285,7 +285,7 @@ class MediaCamera:
     """
 
     def __init__(self, device: str | os.PathLike[str], *, fps: float = 15.0, realtime: bool = True,
-                 loop: bool = False, skip_nonref: bool | None = None) -> None:
+                 loop: bool = False, skip_nonref: bool = False) -> None:
         self.device = str(device)
         self.name = f"media:{self.device}"
         self.skip_nonref = skip_nonref
@@ -317,9 +317,7 @@ class MediaCamera:
             raise SourceUnavailableError(f"{self.device} has no video stream (for audio only use --audio FILE)")
         v = c.streams.video[0]
         v.thread_type = "AUTO"
-        rate = float(v.average_rate) if v.average_rate else 0.0
-        skip = self.skip_nonref if self.skip_nonref is not None else (self.fps > 0 and rate >= 2 * self.fps)
-        if skip:
+        if self.skip_nonref:
             v.codec_context.skip_frame = "NONREF"
         self._c = c
         self.recorded = _is_recorded(self.device, c)

@@ -309,7 +309,7 @@ def render_report(*, name: str, source: str, results: Sequence[Mapping[str, Any]
             ("face", _share_cell(summary["modalities"]["face"])),
             ("voice (per utterance, by length)", _share_cell(summary["modalities"]["voice"])),
             ("text (per cue)", _share_cell(summary["modalities"]["text"])),
-            ("speech", f"{summary['speech_s']:.1f} s in {summary['utterances']} utterances"),
+            ("speech", f"{summary['speech_s']:.1f} s in {summary['utterances']} utterance(s)"),
             ("subtitle cues", f"{summary['subtitle_cues']} ({esc(cue_source) or 'none found'})")]
     summary_rows = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     track_rows = "".join(

@@ -1,14 +1,20 @@
 """Sample media shipped with affectlite, for trying the SDK on a machine without a camera or microphone.
 
-Example::
+Example: the sample video with its own soundtrack (PyAV, the ``media``/``files`` extra) and, beside it,
+``sample.srt`` as the text (``affectlite run --sample`` does this)::
 
     import affectlite
-    from affectlite.samples import sample_paths
+    from affectlite.media import resolve_cues
+    from affectlite.samples import sample_video
 
-    video, wav = sample_paths()
+    video = str(sample_video())
     opts = affectlite.PipelineOptions().replace(**{
-        "camera.backend": "opencv", "camera.device": str(video),
-        "audio.backend": "file", "audio.device": str(wav)})
+        "camera.backend": "media", "camera.device": video, "audio.backend": "media", "audio.device": video})
+    cues, _ = resolve_cues(video)
+    with affectlite.EmotionPipeline(opts, on_result=print, subtitles=[(c.start_ns, c.text) for c in cues]) as p:
+        p.wait()
+
+Without PyAV, the same speech is shipped as a WAV (:func:`sample_audio`) for the ``file`` audio backend.
 
 or from a shell: ``affectlite run --video "$(python -m affectlite.samples video)" --audio ...``.
 See ``affectlite/data/PROVENANCE.md`` for where the media come from.
@@ -24,7 +30,7 @@ from .errors import AffectliteError
 __all__ = ["DATA_DIR", "sample_audio", "sample_paths", "sample_video"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-"""Folder holding ``sample.mp4``, ``sample.wav`` and ``PROVENANCE.md``."""
+"""Folder holding ``sample.mp4`` (with its speech track), ``sample.srt``, ``sample.wav`` and ``PROVENANCE.md``."""
 
 
 def _existing(name: str) -> Path:
@@ -37,7 +43,8 @@ def _existing(name: str) -> Path:
 
 
 def sample_video() -> Path:
-    """Path of the sample video: 640x480, 30 fps, 9.6 s, one smiling face (NASA public-domain portrait).
+    """Path of the sample video: 640x480, 30 fps, 9.6 s, one smiling face (NASA public-domain portrait), with an
+    AAC speech track (eSpeak NG) and ``sample.srt`` beside it.
 
     Raises:
         AffectliteError: the file is missing from the installation.
