@@ -81,12 +81,41 @@ def cli_markdown() -> str:
                 walk(full, _subparsers(sp), min(level + 1, 4))
 
         walk("affectlite", subs, 2)
+        lines.append(_recipes_markdown())
         return "".join(lines)
     finally:
         if old is None:
             os.environ.pop("COLUMNS", None)
         else:
             os.environ["COLUMNS"] = old
+
+
+def _recipes_markdown() -> str:
+    """``affectlite train RECIPE -h`` of every recipe (each parses its own arguments; TensorFlow loads later)."""
+    import contextlib
+    import importlib
+    import io
+
+    try:
+        from affectlite_convert.cli import RECIPES
+    except ImportError:
+        return ""
+    out = ["\n### Training recipes { #affectlite-train-recipes }\n\n",
+           "`affectlite train RECIPE ...` passes the rest of the line to the recipe, which has its own options "
+           "([Train our models](../guides/training.md)):\n"]
+    for name in RECIPES:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            try:
+                importlib.import_module(f"affectlite_convert.recipes.{name}").main(["-h"])
+            except SystemExit:
+                pass
+        if not buf.getvalue().strip():
+            log.warning("affectlite train %s -h printed nothing", name)
+            continue
+        out += [f"\n#### `affectlite train {name}` {{ #affectlite-train-{name} }}\n\n```text\n", buf.getvalue(),
+                "```\n"]
+    return "".join(out)
 
 
 # ----------------------------------------------------------------------------------------------- options
