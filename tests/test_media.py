@@ -322,3 +322,13 @@ def test_the_sample_is_one_video_with_its_own_soundtrack_and_subtitles() -> None
     assert info.has_audio and info.duration_s == pytest.approx(9.6, abs=0.05)
     no_audio = _options_from_args(build_parser().parse_args(["run", "--sample", "--no-audio"]))
     assert not no_audio.audio.enabled
+
+
+def test_iterating_over_a_recording_gets_every_result_and_wait_alone_returns(talk: Path) -> None:
+    expected, _ = _run(_opts(talk, **{"queues.results": 2}))
+    with EmotionPipeline(_opts(talk, **{"queues.results": 2})) as pipe:
+        got = [r.to_json_dict() for r in pipe]  # a reader on this thread: nothing dropped
+        assert set(pipe.stats().drops.values()) == {0}
+    assert got == expected
+    with EmotionPipeline(_opts(talk, **{"queues.results": 2})) as pipe:  # nobody reads: wait() still returns
+        assert pipe.wait(timeout=60)

@@ -296,6 +296,7 @@ class EmotionPipeline:
         self._recorded = False  # every source is a recording: offline analysis in media-time order
         self._cues: list[tuple[int, str]] = list(subtitles or [])
         self._voice_media_ns = 0
+        self._iterating = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> EmotionPipeline:
@@ -559,6 +560,7 @@ class EmotionPipeline:
         """Yield results on the caller's thread until the pipeline finishes (only without ``on_result``)."""
         if self._on_result is not None:
             raise PipelineError("iterate only over a pipeline created without on_result")
+        self._iterating = True  # recordings: results now wait for this reader instead of being dropped
         if self._state == "new":
             self.start()
         while True:
@@ -922,7 +924,7 @@ class EmotionPipeline:
         if self._on_result is not None:
             self._call(self._on_result, r)
         else:
-            if self._recorded:
+            if self._recorded and self._iterating:  # nobody reading: never block (wait() must return)
                 self._output.put_wait(r, self._stop)
             else:
                 self._output.put(r)
@@ -1032,9 +1034,8 @@ class EmotionPipeline:
         for t_ns, text in cues.due(now_ns):
             try:
                 r = clf.classify(text, max(t_ns, 1))  # 0 would mean "now" to a classifier
-            except Exception as e:  # one bad cue: skip it, report it, keep going
-                self._c.stage_errors += 1
-                self._notice(e)
+            except Exception as e:  # one bad cue: skip it, count it, report it, keep going
+                self._item_failed("text", "text", e)
                 continue
             self._c.counts["text"] += 1
             for res in fusion.update_text(r, max(t_ns, 1)):
