@@ -435,3 +435,21 @@ def test_cli_stderr_has_no_interpreter_info_line(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "affectlite.cli", "classify", "--image", "missing.png"],
                        capture_output=True, text=True, env=ENV, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("affectlite classify: error: image file missing.png")
+
+
+def test_audio_file_read_as_fast_as_possible_is_not_thinned_out() -> None:
+    pushed = {"n": 0}
+
+    class SlowVoice(soak.DoubleVoice):  # type: ignore[misc]
+        def push(self, samples: np.ndarray, timestamp_ns: int) -> Any:
+            pushed["n"] += 1
+            time.sleep(0.002)
+            return super().push(samples, timestamp_ns)
+
+    mic = FakeMicrophone.noise(20.0, realtime=False)  # 200 chunks, delivered at once
+    o = PipelineOptions().replace(**{"camera.enabled": False, "text.enabled": False, "audio.realtime": False,
+                                     "queues.audio": 2})
+    with make(o, microphone=mic, voice_analyzer_factory=SlowVoice, on_result=lambda r: None) as pipe:
+        assert pipe.wait(timeout=30)
+        st = pipe.stats()
+    assert st.counts["mic"] == 200 and st.drops["audio"] == 0 and pushed["n"] == 200  # before: most dropped

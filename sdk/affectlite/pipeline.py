@@ -784,8 +784,10 @@ class EmotionPipeline:
     def _mic_loop(self) -> None:
         assert self._mic is not None  # invariant: thread only started with a microphone
         o = self.options.audio
+        # a file read as fast as possible (audio.realtime false) waits for the voice thread instead of being
+        # thinned out (a 2 h WAV with --fast lost 95% of its chunks); live microphones pace themselves
         self._capture_loop(self._mic, "microphone", "mic", self._audio, o.reconnect, o.max_backoff_s,
-                           wait_for_room=self._recorded)
+                           wait_for_room=self._recorded or not o.realtime)
 
     def _face_loop(self) -> None:
         face = self._face
