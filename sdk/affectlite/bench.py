@@ -296,6 +296,8 @@ def bench_stages(opts: Any, args: argparse.Namespace) -> dict[str, Any]:
         out["voice_model"]["backend"] = model.backend
         out["voice_model"]["model"] = f"{model.card.name} {model.card.version}"
         out["voice_features"]["window_s"] = round(win / 16000, 3)
+        out["voice_features"]["front_end"] = "speech_embedding" if vclf.front_end is not None else "log-mel"
+        out["voice_stream"] = _bench_voice_stream(opts, vclf, pcm)
     except AffectliteError as e:
         for k in ("voice_features", "voice_model"):
             out.setdefault(k, {"error": str(e)})
@@ -311,6 +313,37 @@ def bench_stages(opts: Any, args: argparse.Namespace) -> dict[str, Any]:
     except AffectliteError as e:
         out["fusion"] = {"error": str(e)}
     return out
+
+
+def _bench_voice_stream(opts: Any, vclf: Any, pcm: np.ndarray, seconds: float = 30.0) -> dict[str, Any]:
+    """Real-time factor of the whole voice path on this thread: ``seconds`` of audio (the input looped) pushed
+    in 100 ms blocks through a :class:`~affectlite.voice.VoiceAnalyzer` (the configured VAD, the front end, the
+    model, windows every ``hop_s``). ``rtf`` = process CPU time / audio time (0.05: 5 % of one core), and the
+    bytes of the voice files in use (model, card, front end)."""
+    from . import speech_embedding as se
+    from .card import card_path_for
+    from .voice import DEFAULT_MODEL, VoiceAnalyzer
+
+    an = VoiceAnalyzer(opts.voice, classifier=vclf)
+    n = int(seconds * 16000)
+    x = np.resize(np.asarray(pcm, np.float32), n)
+    block = 1600
+    an.push(x[:16000], 0)  # warm-up second
+    an.reset()
+    c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+    results = 0
+    for i in range(0, n, block):
+        results += len(an.push(x[i:i + block], i * 62_500))
+    results += len(an.flush())
+    cpu_s, wall_s = (time.process_time_ns() - c0) / 1e9, (time.perf_counter_ns() - t0) / 1e9
+    model = Path(opts.voice.model_path) if opts.voice.model_path else DEFAULT_MODEL
+    files = [model, card_path_for(model)]
+    if vclf.front_end is not None:
+        files += [se.FRONT_END_DIR / se.MEL_FILE, se.FRONT_END_DIR / se.EMBEDDING_FILE]
+    return {"audio_s": seconds, "rtf": round(cpu_s / seconds, 4), "rtf_wall": round(wall_s / seconds, 4),
+            "results": results, "vad": str(opts.voice.vad), "hop_s": float(opts.voice.hop_s),
+            "front_end": "speech_embedding" if vclf.front_end is not None else "log-mel",
+            "voice_files_bytes": int(sum(f.stat().st_size for f in files if f.is_file())), "rtf_budget": 0.05}
 
 
 def _bench_fusion(opts: Any, n: int, warm: int) -> dict[str, float | int]:
@@ -433,6 +466,9 @@ def run_once(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> d
         report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     if args.what in ("all", "stages"):
         report["stages"] = bench_stages(opts, args)
+        voice_path = report["stages"].pop("voice_stream", None)  # not a per-call stage: the real-time factor
+        if voice_path is not None:
+            report["voice_path"] = voice_path
     if "peak_rss_mb" not in report:
         report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     report["targets"] = check_targets(report)
@@ -507,6 +543,10 @@ def _flat(report: dict[str, Any]) -> dict[str, float]:
                 out[f"stages.{st}.{k}"] = float(v)
     if isinstance(report.get("peak_rss_mb"), (int, float)):
         out["peak_rss_mb"] = float(report["peak_rss_mb"])
+    for k in ("rtf", "voice_files_bytes"):
+        v = report.get("voice_path", {}).get(k)
+        if isinstance(v, (int, float)):
+            out[f"voice_path.{k}"] = float(v)
     return out
 
 
@@ -556,6 +596,11 @@ def format_report(rep: dict[str, Any]) -> str:
             else:
                 lines.append(f"{name:<16}{s['n']:>6}{s['median_ms']:>11.3f}{s['p95_ms']:>9.3f}{s['mean_ms']:>9.3f}"
                              f"{s['cpu_median_ms']:>9.3f}")
+    vs = rep.get("voice_path")
+    if vs and "error" not in vs:
+        lines += ["", f"voice path (VAD {vs['vad']} + {vs['front_end']} + model, hop {vs['hop_s']} s, one thread): "
+                  f"real-time factor {vs['rtf']:.4f} CPU (budget {vs['rtf_budget']}), {vs['rtf_wall']:.4f} wall; "
+                  f"voice files {vs['voice_files_bytes'] / 1e6:.2f} MB"]
     for pace, p in rep.get("pipeline", {}).items():
         if "error" in p:
             lines += ["", f"pipeline ({pace}): unavailable: {p['error']}"]

@@ -53,8 +53,25 @@ __all__ = [
     "voice_quality",
 ]
 
-#: The shipped int8 voice model (its card is ``voice.card.json`` next to it).
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "voice.tflite"
+_MODELS = Path(__file__).resolve().parent / "models"
+#: The log-mel voice model: the default when the speech_embedding front end is not installed.
+LOGMEL_MODEL = _MODELS / "voice_logmel.tflite"
+
+
+def _default_model() -> Path:
+    """``voice.tflite`` (a head on the speech_embedding front end) when the front end is installed, else the
+    log-mel model (:data:`LOGMEL_MODEL`)."""
+    from .speech_embedding import front_end_status
+
+    main = _MODELS / "voice.tflite"
+    if LOGMEL_MODEL.is_file() and front_end_status():
+        return LOGMEL_MODEL
+    return main
+
+
+#: The shipped int8 voice model in use (its card is the ``.card.json`` next to it): ``voice.tflite`` on the
+#: speech_embedding front end, or :data:`LOGMEL_MODEL` when that front end is not installed (offline install).
+DEFAULT_MODEL = _default_model()
 SAMPLE_RATE = 16000
 _NS = 1_000_000_000
 _VAD_BATCH = 8  # frames scored together when no window is due (adds at most 0.24 s to a segment's end)
@@ -157,6 +174,24 @@ def quality_from_measures(snr: float, clipped: float, voice_activity: float, spe
 
 
 
+def needs_front_end(card: ModelCard) -> bool:
+    """Whether a voice model card takes speech_embedding embeddings (not log-mel features)."""
+    return bool(card.inputs) and card.inputs[0].kind == "tensor" and str(
+        card.inputs[0].preprocessing.get("front_end", "")).startswith("speech_embedding")
+
+
+_FALLBACK_LOGGED = False
+
+
+def _log_fallback_once(why: str) -> None:
+    global _FALLBACK_LOGGED
+    if not _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED = True
+        import logging
+
+        logging.getLogger("affectlite.voice").warning("voice: using the log-mel model %s: %s", LOGMEL_MODEL.name, why)
+
+
 class VoiceEmotionClassifier:
     """Classify one window of 16 kHz mono audio into :data:`affectlite.LABELS` probabilities.
 
@@ -167,9 +202,15 @@ class VoiceEmotionClassifier:
         spec: The validated audio feature spec (``card.inputs[0].preprocessing``).
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, front_end: Any = None) -> None:
         self._model = model
         self.card: ModelCard = model.card
+        #: The speech_embedding front end (:class:`affectlite.speech_embedding.SpeechEmbedding`) of a model on
+        #: embeddings, ``None`` for a log-mel model.
+        self.front_end = front_end
+        if needs_front_end(self.card):
+            self._init_embedding_model(model)
+            return
         if not self.card.inputs or self.card.inputs[0].kind != "audio_features":
             raise ModelCardError(f"{self.card.source or self.card.name}: inputs[0].kind must be "
                                  "'audio_features' for a voice model")
@@ -190,6 +231,32 @@ class VoiceEmotionClassifier:
         self.feature_stats: dict[str, Any] | None = stats if isinstance(stats, dict) else None
         p95 = (self.feature_stats or {}).get("distance_p95")
         self.distance_p95: float | None = float(p95) if isinstance(p95, (int, float)) and p95 > 0 else None
+
+    def _init_embedding_model(self, model: Model) -> None:
+        from . import speech_embedding as se
+
+        where = f"{self.card.source or self.card.name}: inputs[0]"
+        pre = self.card.inputs[0].preprocessing
+        if self.front_end is None:
+            raise ModelLoadError(f"{where}: this voice model runs on the {se.FRONT_END_NAME} front end; create it "
+                                 "with VoiceEmotionClassifier.create()")
+        window_s = pre.get("window_s", 2.0)
+        if not isinstance(window_s, (int, float)) or window_s != 2.0:
+            raise ModelCardError(f"{where}.preprocessing.window_s must be 2.0 for {se.FRONT_END_NAME}")
+        shape = tuple(int(v) for v in model.input_details[0]["shape"])
+        n_emb = se.n_embeddings(se.n_mel_frames(round(window_s * SAMPLE_RATE)))
+        if shape[1:] != (n_emb, se.EMBEDDING_DIM):
+            raise ModelCardError(f"{where}: a 2 s window gives {n_emb} x {se.EMBEDDING_DIM} embeddings, but the "
+                                 f"model input is {list(shape)}")
+        # the keys VoiceAnalyzer reads; hop_length / win_length are the front end's 10 ms / 25 ms frames
+        self.spec = {"sample_rate": SAMPLE_RATE, "window_s": float(window_s), "n_mels": 32, "hop_length": 160,
+                     "win_length": 400, "front_end": se.FRONT_END_NAME}
+        self.window_length = round(float(window_s) * SAMPLE_RATE)
+        self._in_shape = (1, *shape[1:])
+        stats = self.card.calibration.get("feature_stats")
+        self.feature_stats = stats if isinstance(stats, dict) else None
+        p95 = (self.feature_stats or {}).get("distance_p95")
+        self.distance_p95 = float(p95) if isinstance(p95, (int, float)) and p95 > 0 else None
 
     def feature_distance(self, feats: np.ndarray) -> float | None:
         """:func:`feature_distance` of normalised window features against this model's training data
@@ -216,9 +283,18 @@ class VoiceEmotionClassifier:
         if model_path is None and not path.is_file():
             raise ModelLoadError(f"the shipped voice model {path} is missing: reinstall affectlite, or pass "
                                  "model_path= a voice .tflite with its .card.json")
+        if model_path is None and path == LOGMEL_MODEL:
+            from .speech_embedding import front_end_status
+
+            _log_fallback_once(front_end_status())
         model = Model.load(path, backend=backend, num_threads=num_threads, delegates=tuple(delegates),
                            expected_task="voice")
-        return cls(model)
+        front_end = None
+        if needs_front_end(model.card):
+            from .speech_embedding import SpeechEmbedding
+
+            front_end = SpeechEmbedding(backend=backend, num_threads=num_threads)
+        return cls(model, front_end)
 
     def features(self, samples: np.ndarray) -> np.ndarray:
         """Model-ready features of one window: shorter input is zero-padded at the end, longer is cut to
@@ -229,7 +305,33 @@ class VoiceEmotionClassifier:
             x = np.concatenate([x, np.zeros(w - x.size, np.float32)])
         elif x.size > w:
             x = x[-w:]
+        if self.front_end is not None:
+            out: np.ndarray = self.front_end(x)
+            return out
         return af.compute_features(x, self.spec)
+
+    def clip_features(self, samples: np.ndarray, starts: Sequence[int]) -> list[np.ndarray]:
+        """Features of the windows starting at ``starts`` (samples) of one clip at least a window long.
+
+        A log-mel model gets :meth:`features` of each window. A speech_embedding model runs the front end
+        over the whole clip once and slices each window's embeddings out of it (one embedding every 80 ms; a
+        window's start is rounded to that grid, at most 40 ms away), as the training recipe does.
+        """
+        if self.front_end is None:
+            return [self.features(samples[s:s + self.window_length]) for s in starts]
+        from . import speech_embedding as se
+
+        emb = self.front_end(np.asarray(samples, np.float32))
+        n = int(self._in_shape[1])
+        step = se.HOP_FRAMES * se.HOP
+        out = []
+        for s in starts:
+            i = min(max(0, round(s / step)), max(0, emb.shape[0] - n))
+            w = emb[i:i + n]
+            if w.shape[0] < n:
+                w = np.concatenate([w, np.repeat(w[-1:], n - w.shape[0], axis=0)])
+            out.append(w)
+        return out
 
     def classify_window(self, samples: np.ndarray) -> tuple[float, ...]:
         """Probabilities (aligned with :data:`affectlite.LABELS`) of one window.
@@ -332,6 +434,9 @@ class VoiceAnalyzer:
         # compute_features() gives for its samples
         self._lm = np.zeros((0, self.classifier.spec["n_mels"]), np.float32)
         self._lm0 = 0                           # frame index of self._lm[0]
+        # speech_embedding models: embeddings on the stream's 80 ms grid (embedding k covers samples from
+        # k * 1280), computed once and shared by the overlapping windows
+        self._emb: dict[int, np.ndarray] = {}
         self._vad.reset()
 
     def _check_open(self) -> None:
@@ -460,8 +565,11 @@ class VoiceAnalyzer:
             x = np.concatenate([np.zeros(lo - start, np.float32), x])
         spec = self.classifier.spec
         hl = int(spec["hop_length"])
-        if start >= self._buf0 and start % hl == 0 and end - start == self.window:
+        if (self.classifier.front_end is None and start >= self._buf0 and start % hl == 0
+                and end - start == self.window):
             feats = af.normalise(self._grid_frames(start // hl), spec)
+        elif self.classifier.front_end is not None and end - start == self.window and start >= self._buf0 + 1280:
+            feats = self._grid_embeddings(start)
         else:
             feats = self.classifier.features(x)
         probs = self.classifier.classify_features(feats)
@@ -484,6 +592,26 @@ class VoiceAnalyzer:
             seg.dist_n += 1
         return VoiceResult(probabilities=probs, voice_activity=activity,
                            start_ns=self._ns(max(start, 0)), end_ns=self._ns(end), utterance_id=seg.uid, **q)
+
+    def _grid_embeddings(self, start: int) -> np.ndarray:
+        """The window's embeddings from the stream's 80 ms embedding grid (its start rounded down to the grid,
+        at most 80 ms earlier), computing only the embeddings not yet cached: about 6 per 0.5 s hop instead of 16."""
+        from . import speech_embedding as se
+
+        step = se.HOP_FRAMES * se.HOP  # 1280 samples
+        span = (se.WINDOW_FRAMES - 1) * se.HOP + 4 * se.HOP  # samples one embedding depends on (12,640)
+        n = int(self.classifier._in_shape[1])
+        k0 = start // step
+        missing = [k for k in range(k0, k0 + n) if k not in self._emb]
+        if missing:
+            a, b = missing[0], missing[-1]
+            lo, hi = a * step - self._buf0, b * step + span - self._buf0
+            emb = self.classifier.front_end(self._buf[lo:hi])
+            for j, k in enumerate(range(a, b + 1)):
+                self._emb[k] = emb[j]
+        for k in [k for k in self._emb if k < k0]:  # windows only move forward
+            del self._emb[k]
+        return np.stack([self._emb[k] for k in range(k0, k0 + n)])
 
     def _grid_frames(self, f0: int) -> np.ndarray:
         """Log-mel frames ``f0 .. f0 + frames_per_window`` of the stream (computing the missing ones)."""
@@ -575,8 +703,8 @@ class VoiceAnalyzer:
             candidates.append((sp, s, sp / max(1, f1 - f0)))
         chosen = [c for c in candidates if c[0] >= self._min_frames] or [max(candidates)]
         dists = []
-        for _, s, act in chosen:
-            feats = self.classifier.features(x[s:s + self.window])
+        for (_, _, act), feats in zip(chosen, self.classifier.clip_features(x, [c[1] for c in chosen]),
+                                      strict=True):
             probs.append(self.classifier.classify_features(feats))
             weights.append(max(act, 1e-3))
             d = self.classifier.feature_distance(feats)

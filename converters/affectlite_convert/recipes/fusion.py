@@ -131,8 +131,9 @@ def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cach
     With ``voice_cv`` (the voice recipe's ``OUT/cv``), ``loco_outputs.npz`` is read: every clip of every corpus
     scored (int8, through the runtime) by the leave-one-corpus-out model that never heard its corpus, with
     its reliability, calibrated with the shipped card's temperature (fitted on those same outputs). Halves by
-    speaker: RAVDESS actors 1, 2, 5, 6, 9, 10, 13, 14, 17, 18 and TESS's younger speaker in A, the rest in B.
-    Without it the shipped model scores the RAVDESS clips it trained on: optimistic, and the report says so.
+    speaker: RAVDESS actors 1, 2, 5, 6, 9, 10, 13, 14, 17, 18 and TESS's younger speaker in A, every other
+    corpus's speakers alternating (sorted, per gender), the rest in B. Without it the shipped model scores the
+    RAVDESS clips it trained on: optimistic, and the report says so.
     """
     from affectlite.card import card_path_for, load_card
     from affectlite.fusion import apply_temperature
@@ -149,6 +150,13 @@ def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cach
         spk = z["speaker"].astype(str)
         half_a = np.array([s in {f"ravdess:{a:02d}" for a in (1, 2, 5, 6, 9, 10, 13, 14, 17, 18)} or s == "tess:YAF"
                            for s in spk])
+        # other corpora (ASED, nEMO, TurEV-DB ...): their speakers alternate between the halves in sorted order,
+        # each gender on its own
+        gender = z["gender"].astype(str) if "gender" in z.files else np.array([""] * len(spk))
+        for c in sorted({s.split(":")[0] for s in spk} - {"ravdess", "tess"}):
+            for g in sorted(set(gender[[s.startswith(c + ":") for s in spk]].tolist())):
+                ss = sorted({s for s, gg in zip(spk, gender, strict=True) if s.startswith(c + ":") and gg == g})
+                half_a |= np.isin(spk, ss[0::2])
         card = load_card(card_path_for(model or DEFAULT_MODEL))
         probs = apply_temperature(np.clip(probs, 1e-6, 1.0), card.temperature, kind="probs")
         corp = {c: int((z["corpus"] == c).sum()) for c in sorted(set(z["corpus"].tolist()))}

@@ -132,7 +132,8 @@ def _load(name: str) -> tuple[type[Any], Callable[..., Any]]:
 
 def create_interpreter(model_path: str | os.PathLike[str] | None = None, *, model_content: bytes | None = None,
                        backend: str = "auto", num_threads: int | None = None,
-                       delegates: Sequence[str] = ()) -> tuple[Interpreter, str]:
+                       delegates: Sequence[str] = (),
+                       input_shapes: Sequence[Sequence[int]] | None = None) -> tuple[Interpreter, str]:
     """Create and allocate an interpreter.
 
     Args:
@@ -141,6 +142,8 @@ def create_interpreter(model_path: str | os.PathLike[str] | None = None, *, mode
         backend: ``"auto"``, ``"litert"``, ``"tflite_runtime"``, ``"tf_lite"`` or a registered name.
         num_threads: Threads for this interpreter (``None``: the backend's default).
         delegates: Paths of delegate libraries (e.g. ``libedgetpu.so.1``, a GPU delegate ``.so``).
+        input_shapes: Shapes the inputs are resized to before the first allocation, in input order (for
+            models with dynamic inputs whose stored default shape cannot be allocated).
 
     Returns:
         ``(interpreter, backend_name)``.
@@ -154,6 +157,7 @@ def create_interpreter(model_path: str | os.PathLike[str] | None = None, *, mode
     if backend in _FACTORIES:
         try:
             interp = _FACTORIES[backend](path, model_content, num_threads, tuple(delegates))
+            _resize_inputs(interp, input_shapes)
             interp.allocate_tensors()
             return interp, backend
         except (BackendError, ModelLoadError):
@@ -168,16 +172,25 @@ def create_interpreter(model_path: str | os.PathLike[str] | None = None, *, mode
             except BackendNotInstalledError as e:
                 errors.append(str(e))
                 continue
-            return _instantiate(name, cls, load_delegate, path, model_content, num_threads, delegates), name
+            return _instantiate(name, cls, load_delegate, path, model_content, num_threads, delegates,
+                                input_shapes), name
         raise BackendNotInstalledError(
             "no TFLite interpreter is installed; install one with: pip install 'affectlite[litert]' "
             "(or on numpy<2 systems: pip install 'affectlite[tflite]'). Tried: " + " | ".join(errors))
     cls, load_delegate = _load(backend)
-    return _instantiate(backend, cls, load_delegate, path, model_content, num_threads, delegates), backend
+    return _instantiate(backend, cls, load_delegate, path, model_content, num_threads, delegates,
+                        input_shapes), backend
+
+
+def _resize_inputs(interp: Any, input_shapes: Sequence[Sequence[int]] | None) -> None:
+    for i, shape in enumerate(input_shapes or ()):
+        interp.resize_tensor_input(int(interp.get_input_details()[i]["index"]), [int(v) for v in shape],
+                                   strict=False)
 
 
 def _instantiate(name: str, cls: type[Any], load_delegate: Callable[..., Any], path: str | None,
-                 content: bytes | None, num_threads: int | None, delegates: Sequence[str]) -> Interpreter:
+                 content: bytes | None, num_threads: int | None, delegates: Sequence[str],
+                 input_shapes: Sequence[Sequence[int]] | None = None) -> Interpreter:
     if path is None and content is None:
         raise ModelLoadError("no model given: pass a .tflite path or model_content bytes")
     if path is not None and not os.path.isfile(path):
@@ -202,6 +215,7 @@ def _instantiate(name: str, cls: type[Any], load_delegate: Callable[..., Any], p
             interp = cls(model_path=path, **kwargs)
         else:
             interp = cls(model_content=content, **kwargs)
+        _resize_inputs(interp, input_shapes)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelLoadError(f"{name} could not load model {path or '<bytes>'}: {str(e).strip()[:300]} - the "
