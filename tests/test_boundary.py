@@ -179,7 +179,8 @@ def test_cli_bad_paths_and_files_are_one_line_errors(tmp_path: Path, capsys: pyt
                      ["classify", "--audio", str(tmp_path / "notaudio.wav")],
                      ["classify", "--audio", str(d)], ["classify", "--model", str(tmp_path / "afile"), "--text", "x"]],
         "eval": [["eval", "text", "--data", str(tmp_path / "bad.tsv")],
-                 ["eval", "text", "--data", str(tmp_path / "big.tsv")]],
+                 ["eval", "text", "--data", str(tmp_path / "big.tsv")], ["eval", "voice", "--data", str(d)],
+                 ["eval", "voice", "--data", str(tmp_path / "missing")], ["eval", "face", "--data", str(d / "x")]],
         "run": [["run", "--images", str(tmp_path / "afile")], ["run", "--no-camera", "--no-audio"],
                 ["run", "--audio", str(tmp_path / "notaudio.wav"), "--no-camera", "--fast"],
                 ["run", "--sample", "--fast", "--duration", "0.1", "--journal",
@@ -194,6 +195,8 @@ def test_cli_bad_paths_and_files_are_one_line_errors(tmp_path: Path, capsys: pyt
             assert f"affectlite {cmd}: error: " in err and "Traceback" not in err, (argv, err)
     rc, err = _cli(["run", "--images", str(tmp_path / "afile")], capsys)
     assert "is a file, not a folder" in err  # not "does not exist"
+    rc, err = _cli(["run", "--audio", str(d), "--no-camera"], capsys)
+    assert rc == 2 and "is a folder, not an audio file" in err
 
 
 @pytest.mark.parametrize("argv", [["run", "--duration", "-1"], ["run", "--duration", "0"],

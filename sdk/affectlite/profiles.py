@@ -370,7 +370,7 @@ def _write(text: str, output: str | None) -> int:
     try:
         atomic_write_text(output, text)
     except OSError as e:
-        print(f"error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
+        print(f"affectlite profile: error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

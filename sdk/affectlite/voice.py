@@ -858,7 +858,7 @@ def eval_voice_main(args: argparse.Namespace) -> int:
         res = evaluate_voice(getattr(args, "model", None), args.data, vad=getattr(args, "vad", None) or "none",
                              limit=getattr(args, "limit", None))
     except AffectliteError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"affectlite eval: error: {e}", file=sys.stderr)
         return 2
     text = json.dumps(res, indent=2)
     out = getattr(args, "out", None)

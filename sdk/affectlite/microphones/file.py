@@ -47,6 +47,8 @@ class FileMicrophone:
         Raises:
             SourceUnavailableError: the file is missing or cannot be decoded.
         """
+        if self.path.is_dir():
+            raise SourceUnavailableError(f"audio file {self.path} is a folder, not an audio file")
         if not self.path.is_file():
             raise SourceUnavailableError(f"audio file {self.path} does not exist")
         self._start_stream()
