@@ -332,3 +332,11 @@ def test_iterating_over_a_recording_gets_every_result_and_wait_alone_returns(tal
     assert got == expected
     with EmotionPipeline(_opts(talk, **{"queues.results": 2})) as pipe:  # nobody reads: wait() still returns
         assert pipe.wait(timeout=60)
+
+
+def test_pyav_and_matplotlib_load_only_when_used() -> None:
+    code = ("import sys, affectlite, affectlite.pipeline, affectlite.media, affectlite.analyze, affectlite.report, "
+            "affectlite.subtitles, affectlite.cli\naffectlite.cli.build_parser()\n"
+            "print([m for m in ('av', 'matplotlib', 'tqdm') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

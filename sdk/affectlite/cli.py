@@ -312,6 +312,13 @@ def doctor_report() -> dict[str, Any]:
     checks.append(_check("soundfile", importlib.util.find_spec("soundfile") is not None,
                          "FLAC/other formats" if importlib.util.find_spec("soundfile") else
                          "not installed (WAV still works): pip install 'affectlite[files]'"))
+    from .media import MEDIA_HINT, media_available
+
+    checks.append(_check("pyav", media_available(), "a video's soundtrack and subtitles (--video, analyze)"
+                         if media_available() else MEDIA_HINT))
+    report_ok = all(importlib.util.find_spec(m) is not None for m in ("matplotlib", "tqdm"))
+    checks.append(_check("report", report_ok, "affectlite analyze's HTML report and progress bars" if report_ok
+                         else "matplotlib/tqdm not installed (analyze needs them): pip install 'affectlite[report]'"))
     models_dir = Path(__file__).parent / "models"
     for task in ("face", "voice", "text"):
         p = models_dir / f"{task}.tflite"
