@@ -9,7 +9,8 @@ Usage::
   share of clips :meth:`VoiceAnalyzer.classify_clip` finds speech in (a clip counts when it holds at least
   ``min_speech_s`` of speech), the share of each clip's frames marked speech, the same with white noise and
   babble added at 10 dB and 0 dB SNR, and the **voice reliability** of the clean clips' results (mean and
-  median: what fusion weighs the voice with).
+  median: what fusion weighs the voice with), from ``classify_clip`` and from the final results of each clip
+  streamed through ``push``/``flush`` (what a live pipeline fuses).
 * **False speech** on ``--seconds`` of synthesised non-speech, streamed in 100 ms chunks through a
   :class:`VoiceAnalyzer` with the default settings: white and pink noise (steady and as bursts after
   silence), music (additive-synthesis chords with note changes, a plucked melody with vibrato), and babble
@@ -214,12 +215,15 @@ def main(argv: list[str] | None = None) -> int:
             an = analyzers[v]
             res = [an.classify_clip(x, SR) for x in audio]
             rel = [r.reliability for r in res if r is not None]
+            finals = [r.reliability for x in audio for r in an.push(x, 0) + an.flush() if r.is_final]  # streamed
             row[v] = {
                 "clips_found": round(sum(r is not None for r in res) / len(res), 4),
                 "frames_speech": round(float(np.mean([_frames_speech(v, x) for x in audio])), 4),
                 "reliability_mean": round(float(np.mean(rel)), 4) if rel else None,
                 "reliability_median": round(float(np.median(rel)), 4) if rel else None,
                 "speech_s_mean": round(float(np.mean([r.speech_s for r in res if r is not None])), 3) if rel else None,
+                "stream_utterances_per_clip": round(len(finals) / len(audio), 3),
+                "stream_reliability_mean": round(float(np.mean(finals)), 4) if finals else None,
             }
             for noise_name, noise in (("white", white), ("babble", babble)):
                 if noise is None:
