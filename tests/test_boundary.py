@@ -456,3 +456,34 @@ def test_audio_file_read_as_fast_as_possible_is_not_thinned_out() -> None:
         assert pipe.wait(timeout=30)
         st = pipe.stats()
     assert st.counts["mic"] == 200 and st.drops["audio"] == 0 and pushed["n"] == 200  # before: most dropped
+
+
+def _png_bomb(w: int, h: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    body = zlib.compress(b"\x00" * ((1 + w) * h), 6)  # rows of a filter byte + one grey byte per pixel
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_image_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    from affectlite.cameras import read_image
+    from affectlite.errors import SourceError
+
+    p = tmp_path / "bomb.png"
+    p.write_bytes(_png_bomb(9000, 5000))  # 45 MP: ~70 kB on disk, 135 MB as RGB once decoded
+    assert p.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError, match="9000x5000 pixels"):
+            read_image(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20
+    (tmp_path / "ok.png").write_bytes(_png_bomb(64, 48))
+    assert read_image(tmp_path / "ok.png").shape == (48, 64, 3)

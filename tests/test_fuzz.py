@@ -175,6 +175,8 @@ def _variants(good: bytes) -> dict[str, bytes]:
     if good[:4] == b"RIFF":  # a WAV header claiming ~2 GB of data and a silly rate
         big_header[40:44] = (0x7FFFFFF0).to_bytes(4, "little")
         big_header[24:28] = (3).to_bytes(4, "little")
+    if good[:4] == b"\x89PNG":  # a PNG claiming 100,000 x 100,000 pixels (30 GB decoded)
+        big_header[16:24] = (100_000).to_bytes(4, "big") * 2
     return {"good": good, "empty": b"", "truncated": good[: len(good) // 2], "header_only": good[:44],
             "random": rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "bad_header": bytes(big_header),
             "flipped": bytes(b ^ 0x5A if i % 97 == 0 else b for i, b in enumerate(good))}

@@ -31,6 +31,8 @@ from .errors import InputError
 
 __all__ = [
     "FLOAT_CLIP_MAX",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "RateLimitedLog",
@@ -38,6 +40,7 @@ __all__ = [
     "check_positive_number",
     "check_sample_rate",
     "clean_text",
+    "image_header_size",
 ]
 
 log = logging.getLogger("affectlite.boundary")
@@ -48,6 +51,11 @@ MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 192_000
 #: Float audio peaks in (1, FLOAT_CLIP_MAX] are clipped to [-1, 1] (with a warning); above, refused.
 FLOAT_CLIP_MAX = 2.0
+#: Largest image read from a file, in pixels (a 40 MP photo; 8K video frames are 33 MP). A small PNG can
+#: claim 100,000 x 100,000 pixels and would need 30 GB once decoded: it is refused from its header.
+MAX_IMAGE_PIXELS = 40_000_000
+#: Largest image file read (bytes).
+MAX_IMAGE_BYTES = 200 * 2**20
 
 
 def clean_text(text: Any, where: str = "text") -> str:
@@ -168,3 +176,50 @@ class RateLimitedLog:
                 return True, False, n
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False, False, 0
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of a PNG, JPEG, BMP, WebP or PGM/PPM file's first bytes, or
+    ``None`` when the format is not recognised or the header is cut short (the decoder then decides)."""
+    b = bytes(data[:262144])
+    try:
+        if b.startswith(b"\x89PNG\r\n\x1a\n") and b[12:16] == b"IHDR":
+            return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+        if b.startswith(b"BM") and len(b) >= 26:
+            return (abs(int.from_bytes(b[18:22], "little", signed=True)),
+                    abs(int.from_bytes(b[22:26], "little", signed=True)))
+        if b.startswith(b"RIFF") and b[8:12] == b"WEBP":
+            kind = b[12:16]
+            if kind == b"VP8X":
+                return 1 + int.from_bytes(b[24:27], "little"), 1 + int.from_bytes(b[27:30], "little")
+            if kind == b"VP8 ":
+                return int.from_bytes(b[26:28], "little") & 0x3FFF, int.from_bytes(b[28:30], "little") & 0x3FFF
+            if kind == b"VP8L":
+                v = int.from_bytes(b[21:25], "little")
+                return 1 + (v & 0x3FFF), 1 + ((v >> 14) & 0x3FFF)
+            return None
+        if b[:2] in (b"P2", b"P3", b"P5", b"P6"):
+            toks: list[bytes] = []
+            for line in b[2:].split(b"\n"):
+                toks += line.split(b"#", 1)[0].split()
+                if len(toks) >= 2:
+                    return int(toks[0]), int(toks[1])
+            return None
+        if b.startswith(b"\xff\xd8"):
+            i = 2
+            while i + 9 < len(b):
+                if b[i] != 0xFF:
+                    return None
+                m = b[i + 1]
+                if m == 0xFF:  # fill byte
+                    i += 1
+                    continue
+                if m in (0x01, *range(0xD0, 0xD9)):
+                    i += 2
+                    continue
+                if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):
+                    return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
+                i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    except (ValueError, IndexError):
+        return None
+    return None

@@ -28,6 +28,15 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
                                      "`affectlite run --images FOLDER`)")
     if not p.is_file():
         raise SourceUnavailableError(f"image file {p} does not exist")
+    from .._boundary import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, image_header_size
+
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise SourceError(f"cannot read image {p}: {e.strerror or e}") from None
+    if size > MAX_IMAGE_BYTES:
+        raise SourceError(f"image file {p} is {size / 2**20:.0f} MB; image files up to "
+                          f"{MAX_IMAGE_BYTES // 2**20} MB are read (resize or recompress it)")
     if p.suffix.lower() == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
@@ -46,6 +55,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(str(p), dtype=np.uint8)
     except OSError as e:
         raise SourceError(f"cannot read image {p}: {e.strerror or e}") from None
+    wh = image_header_size(data[:262144].tobytes())
+    if wh is not None and wh[0] * wh[1] > MAX_IMAGE_PIXELS:  # a decompression bomb: refused before decoding
+        raise SourceError(f"image {p} is {wh[0]}x{wh[1]} pixels ({wh[0] * wh[1] / 1e6:.0f} megapixels); images up "
+                          f"to {MAX_IMAGE_PIXELS // 1_000_000} megapixels are read (resize it first)")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise SourceError(f"cannot decode image {p}: not an image file or corrupt")
