@@ -340,3 +340,39 @@ def test_pyav_and_matplotlib_load_only_when_used() -> None:
             "print([m for m in ('av', 'matplotlib', 'tqdm') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_analyze_again_gives_the_same_results_and_thumbnails_only_when_asked(analysed: Path, talk: Path,
+                                                                             tmp_path: Path) -> None:
+    assert cli_main(["analyze", str(talk), "--out", str(tmp_path), "--quiet", "--keep-thumbnails"]) == 0
+    first, again = analysed / "talk", tmp_path / "talk"
+    for name in ("results.jsonl", "results.csv"):
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (first, again))
+    assert s1 == s2
+    thumbs = sorted(p.name for p in (again / "thumbnails").iterdir())
+    assert thumbs and all(n.startswith("face") and n.endswith(".png") for n in thumbs)
+    assert f'src="thumbnails/{thumbs[0]}"' in (again / "report.html").read_text()
+    assert not (first / "thumbnails").exists()
+
+
+def test_a_live_stream_is_stamped_on_the_monotonic_clock_and_ends_with_an_error(
+        talk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import affectlite.media as media
+    from affectlite.errors import SourceError
+
+    monkeypatch.setattr(media, "_is_recorded", lambda device, container: False)  # as if it came over RTSP
+    cam = MediaCamera(talk, fps=10, realtime=True)
+    before = time.monotonic_ns()
+    cam.open()
+    frames = [cam.read() for _ in range(5)]
+    assert not cam.recorded
+    ts = [f.timestamp_ns for f in frames if f is not None]
+    assert before <= ts[0] <= time.monotonic_ns()
+    assert [round((t - ts[0]) / 1e9, 2) for t in ts] == [0.0, 0.1, 0.2, 0.3, 0.4]  # container spacing kept
+    with pytest.raises(SourceError, match="ended"):
+        while True:
+            cam.read()
+    cam.close()
