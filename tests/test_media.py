@@ -376,3 +376,18 @@ def test_a_live_stream_is_stamped_on_the_monotonic_clock_and_ends_with_an_error(
         while True:
             cam.read()
     cam.close()
+
+
+def test_without_pyav_the_sample_falls_back_to_opencv_frames_and_the_wav(monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import affectlite.media as media
+    from affectlite.cli import _options_from_args, build_parser
+    from affectlite.samples import sample_audio
+
+    monkeypatch.setattr(media, "media_available", lambda: False)
+    opts = _options_from_args(build_parser().parse_args(["run", "--sample"]))
+    assert (opts.camera.backend, opts.audio.backend, opts.audio.device) == ("opencv", "file", str(sample_audio()))
+    assert "PyAV" not in caplog.text  # the README's first command: no warning, the speech comes from the WAV
+    video = _options_from_args(build_parser().parse_args(["run", "--video", str(sample_video())]))
+    assert video.camera.backend == "opencv" and not video.audio.enabled
+    assert "affectlite[media]" in caplog.text  # a user's video without PyAV: frames only, and how to fix it

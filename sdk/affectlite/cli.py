@@ -96,7 +96,8 @@ def _options_from_args(args: argparse.Namespace) -> Any:
         else:
             from .media import MEDIA_HINT
 
-            log.warning("%s; analysing the frames only (OpenCV)", MEDIA_HINT)
+            if not args.audio and not args.no_audio:
+                log.warning("%s; analysing the frames only (OpenCV)", MEDIA_HINT)
             ov.update({"camera.backend": "opencv", "camera.device": args.video, "camera.enabled": True})
     if args.images:
         ov.update({"camera.backend": "images", "camera.device": args.images, "camera.enabled": True})
