@@ -101,6 +101,30 @@ def test_any_image_array_is_classified_or_refused(clf: Any, img: np.ndarray) -> 
     assert isinstance(r, EmotionResult)
 
 
+def _option_keys() -> list[str]:
+    import msgspec
+
+    d = msgspec.to_builtins(PipelineOptions())
+    return sorted(f"{sec}.{k}" for sec, v in d.items() if isinstance(v, dict) for k in v)
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(ANY_CHAR, max_size=20),
+                       lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                       max_leaves=6)
+
+
+@settings(max_examples=n(40), **FAST)
+@given(st.dictionaries(st.sampled_from(_option_keys()), JSONISH, min_size=1, max_size=3))
+def test_any_option_override_is_accepted_or_a_config_error(ov: dict[str, Any]) -> None:
+    from affectlite.errors import ConfigError
+
+    try:
+        o = PipelineOptions().replace(**ov)
+    except ConfigError:
+        return
+    assert isinstance(o, PipelineOptions)
+
+
 FRAME = st.one_of(
     hnp.arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3))),
     hnp.arrays(np.float32, st.tuples(st.integers(1, 20), st.integers(1, 20), st.just(3)),

@@ -68,14 +68,22 @@ def peak_rss_mb(args: list[str], timeout_s: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'sdk'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.monotonic()
     try:
-        p = subprocess.run([sys.executable, "-c", _WRAP, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           env=env, timeout=timeout_s, check=False)
-        code, err = p.returncode, p.stderr.decode(errors="replace")
+        p = subprocess.run([sys.executable, "-c", _WRAP, *args], capture_output=True, env=env, timeout=timeout_s,
+                           check=False)
+        code, err, out = p.returncode, p.stderr.decode(errors="replace"), p.stdout.decode(errors="replace")
     except subprocess.TimeoutExpired as e:
-        code, err = 124, (e.stderr or b"").decode(errors="replace")
+        code, err, out = 124, (e.stderr or b"").decode(errors="replace"), ""
+    stats = None
+    for ln in out.splitlines()[-1:]:  # `run` ends with its stats line (counts, drops)
+        try:
+            d = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(d, dict) and d.get("event") == "stats":
+            stats = {k: d.get(k) for k in ("counts", "drops")}
     kb = [int(ln.split()[1]) for ln in err.splitlines() if ln.startswith("@@VmHWM")]
     return {"argv": args, "exit": code, "wall_s": round(time.monotonic() - t0, 1),
-            "peak_rss_mb": round(kb[-1] / 1024, 1) if kb else None,
+            "peak_rss_mb": round(kb[-1] / 1024, 1) if kb else None, "stats": stats,
             "stderr_tail": "\n".join(ln for ln in err.splitlines() if not ln.startswith("@@"))[-400:]}
 
 
