@@ -147,3 +147,20 @@ def test_bench_reports_the_voice_path_real_time_factor() -> None:
         "machine": {"cpu": "x", "usable_cores": 1, "platform": "p", "python": "3"},
         "config": {"synthetic": True, "video": None, "audio": None, "threads": 1, "detector": "d",
                    "detect_every": 1, "detect_width": 1}, "voice_path": r, "peak_rss_mb": 1.0})
+
+
+def test_prosody_finds_pitch_level_and_slope_of_a_sweep() -> None:
+    from affectlite import prosody as pr
+
+    t = np.arange(2 * SR) / SR
+    f = 150 * 2 ** (t / 2)  # half an octave per second, 150 -> 300 Hz
+    ph = 2 * np.pi * np.cumsum(f) / SR
+    x = (0.2 * sum(np.sin(k * ph) / k for k in range(1, 6))).astype(np.float32)
+    e, f0 = pr.contours(x)
+    assert e.shape == f0.shape == (197,) and (f0 > 0).mean() > 0.95
+    feats = dict(zip(pr.FEATURE_NAMES, pr.window_features(e, f0).tolist(), strict=True))
+    assert feats["pitch_level"] == pytest.approx(0.5, abs=0.05)      # median 212 Hz = 150 Hz + half an octave
+    assert feats["pitch_slope"] == pytest.approx(0.5, abs=0.05)      # octaves per second
+    quiet = pr.window_features(*pr.contours(np.zeros(SR, np.float32)))
+    assert quiet[0] == 0.0 and np.isfinite(quiet).all()
+    assert pr.contours(np.zeros(100, np.float32))[0].size == 0

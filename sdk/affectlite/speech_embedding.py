@@ -159,7 +159,8 @@ class SpeechEmbedding:
         self._mel.set_tensor(self._mel_in, (x * _INT16)[None, :])
         self._mel.invoke()
         m = np.asarray(self._mel.get_tensor(self._mel_out), np.float32).reshape(-1, N_MELS)
-        return np.maximum(m / 10.0 + 2.0, MEL_FLOOR).astype(np.float32)
+        out: np.ndarray = np.maximum(m / 10.0 + 2.0, MEL_FLOOR).astype(np.float32)
+        return out
 
     def embed(self, mel: np.ndarray) -> np.ndarray:
         """Embeddings ``(n_embeddings(frames), 96)`` of rescaled mel frames ``(frames, 32)``."""

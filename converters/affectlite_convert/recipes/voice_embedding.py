@@ -391,6 +391,7 @@ def summarise(done: dict[str, dict[str, Any]], y: np.ndarray, out: Path, cfg: di
     """The validation report: the voice recipe's tables for each seed, and their mean over seeds."""
     from affectlite._io import atomic_write_text
     from affectlite.fusion import fit_temperature
+    from affectlite.labels import LABELS
 
     from . import voice as vr
 
@@ -430,7 +431,7 @@ def summarise(done: dict[str, dict[str, Any]], y: np.ndarray, out: Path, cfg: di
         p8 = np.concatenate([r["probs_int8"] for r in loco])
         pred = p8.argmax(1)
         yy = y[pooled_idx]
-        rep["loco_pooled_recall"] = {lab: float(np.mean(pred[yy == i] == i)) for i, lab in enumerate(vr.LABELS)
+        rep["loco_pooled_recall"] = {lab: float(np.mean(pred[yy == i] == i)) for i, lab in enumerate(LABELS)
                                      if np.any(yy == i)}
         rep["temperature"] = round(float(fit_temperature(np.clip(p8, 1e-6, 1.0), yy, kind="probs")), 3)
         rep["temperature_fitted_on"] = (f"leave-one-corpus-out int8 clip probabilities of {len(seeds)} seeds "
