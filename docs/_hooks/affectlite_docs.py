@@ -212,7 +212,7 @@ def _card_section(card: dict[str, Any], path: Path) -> str:
     size = (path.parent / card.get("model_file", path.name.replace(".card.json", ".tflite")))
     out = [f"## {card['name']} {{ #{card['task']} }}\n\n",
            f"`{path.name}` · task **{card['task']}** · version {card.get('version', '-')} · "
-           f"model file `{size.name}` ({size.stat().st_size / 1024:.0f} KB) · sha256 "
+           f"model file `{size.name}` ({size.stat().st_size:,} bytes) · sha256 "
            f"`{str(card.get('model_sha256', '-'))[:16]}…`\n\n",
            "Labels (output order): " + ", ".join(f"`{lab}`" for lab in card.get("labels", [])) + "\n\n"]
     rows = [("data", tr.get("data")), ("terms", tr.get("terms")), ("split", tr.get("split")),
@@ -256,7 +256,7 @@ def cards_markdown() -> str:
     out = [NOTE, "# Model cards\n\n",
            "Rendered from the cards shipped next to each model (`affectlite/models/*.card.json`; "
            "`affectlite.load_card(path)` reads one). Figures are our validation figures; held-back test "
-           "splits were not used. What was tried on the way: [Models and benchmarks](index.md).\n\n"]
+           "splits were not used. Summary and method: [Models](index.md); what was tried on the way: [research notes](../research/index.md).\n\n"]
     out += [_card_section(c, p) for c, p in cards]
     return "".join(out)
 
