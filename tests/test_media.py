@@ -391,3 +391,14 @@ def test_without_pyav_the_sample_falls_back_to_opencv_frames_and_the_wav(monkeyp
     video = _options_from_args(build_parser().parse_args(["run", "--video", str(sample_video())]))
     assert video.camera.backend == "opencv" and not video.audio.enabled
     assert "affectlite[media]" in caplog.text  # a user's video without PyAV: frames only, and how to fix it
+
+
+def test_the_speed_benchmark_script_runs(talk: Path) -> None:
+    """The benchmark itself (figures in docs/media.md) is not timed here; this only keeps the script working."""
+    script = Path(__file__).parent / "benchmarks" / "bench_media.py"
+    r = subprocess.run([sys.executable, str(script), "--video", str(talk), "--repeat", "1"], capture_output=True,
+                       text=True, check=True, timeout=120)
+    out = json.loads(r.stdout)
+    run = out["runs"][0]
+    assert run["media_s"] == pytest.approx(4.0, abs=0.1) and run["counts"]["face"] == 40
+    assert set(run["drops"].values()) == {0} and out["best_x_realtime"] > 0 and run["cpu_per_media_s"] > 0
