@@ -141,6 +141,8 @@ def analyze_file(path: Path, out_dir: Path, *, name: str | None = None, fps: flo
         SourceUnavailableError: PyAV or matplotlib missing, or the file unreadable.
         ConfigError: a bad override.
     """
+    import msgspec
+
     import affectlite
 
     from .media import probe, resolve_cues
@@ -204,7 +206,8 @@ def analyze_file(path: Path, out_dir: Path, *, name: str | None = None, fps: flo
                            "audio": info.has_audio},
                  "analysed_fps": fps, "subtitles": cue_source or None, "options_overridden": overrides or {},
                  "fusion": opts.fusion.strategy, "face_detector": opts.face.detector, "voice_vad": opts.voice.vad,
-                 "processing_s": round(stats.uptime_s, 2), "errors": errors[:20]}
+                 "processing_s": round(stats.uptime_s, 2), "errors": errors[:20],
+                 "options": msgspec.to_builtins(opts)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     from .report import CSV_COLUMNS
