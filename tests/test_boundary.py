@@ -197,6 +197,11 @@ def test_cli_bad_paths_and_files_are_one_line_errors(tmp_path: Path, capsys: pyt
     assert "is a file, not a folder" in err  # not "does not exist"
     rc, err = _cli(["run", "--audio", str(d), "--no-camera"], capsys)
     assert rc == 2 and "is a folder, not an audio file" in err
+    pytest.importorskip("affectlite_convert")
+    for argv in (["train", "voice", "--data", str(d), "--out", str(tmp_path / "o")],
+                 ["train", "voice", "--data", str(tmp_path / "afile"), "--out", str(tmp_path / "o")]):
+        rc, err = _cli(argv, capsys)
+        assert rc == 2 and err.startswith("affectlite train: error: "), err
 
 
 @pytest.mark.parametrize("argv", [["run", "--duration", "-1"], ["run", "--duration", "0"],

@@ -1036,6 +1036,9 @@ def write_loco_outputs(items: Sequence[SpeechFile], out: Path) -> Path | None:
     return f
 
 
+_E = "affectlite train: error:"  # the CLI's one error form (docs/reliability.md)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``affectlite train voice``.
 
@@ -1077,15 +1080,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     for d in args.data:
         if not Path(d).is_dir():
-            print(f"error: --data {d} is not a folder", file=sys.stderr)
+            print(_E, f"--data {d} is not a folder", file=sys.stderr)
             return 2
     items = list_corpora(args.data)
     if not items:
-        print(f"error: no labelled speech clips with speakers (RAVDESS, TESS, CREMA-D or EmoDB file names) under "
+        print(_E, f"no labelled speech clips with speakers (RAVDESS, TESS, CREMA-D or EmoDB file names) under "
               f"{', '.join(args.data)}", file=sys.stderr)
         return 2
     if not 2 <= args.epochs <= 500 or not 0.25 <= args.width <= 4 or not 1 <= args.ensemble <= 8:
-        print("error: --epochs must be within 2..500, --width within 0.25..4 and --ensemble within 1..8",
+        print(_E, "--epochs must be within 2..500, --width within 0.25..4 and --ensemble within 1..8",
               file=sys.stderr)
         return 2
     try:
@@ -1093,10 +1096,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         speeds = [-1.0]
     if any(not 0.5 <= v <= 2.0 for v in speeds):
-        print(f"error: --speeds must be comma-separated factors within 0.5..2, got {args.speeds!r}", file=sys.stderr)
+        print(_E, f"--speeds must be comma-separated factors within 0.5..2, got {args.speeds!r}", file=sys.stderr)
         return 2
     if args.speaker_norm and args.stage != "cv":
-        print("error: --speaker-norm is a validation experiment: use it with --stage cv (the runtime has no speaker "
+        print(_E, "--speaker-norm is a validation experiment: use it with --stage cv (the runtime has no speaker "
               "normaliser, so a shipped model cannot use it)", file=sys.stderr)
         return 2
     try:
@@ -1104,7 +1107,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         warp = [-1.0]
     if warp and (len(warp) != 2 or not 0.5 <= warp[0] < warp[1] <= 2.0):
-        print(f"error: --warp must be LO,HI with 0.5 <= LO < HI <= 2 (or empty), got {args.warp!r}", file=sys.stderr)
+        print(_E, f"--warp must be LO,HI with 0.5 <= LO < HI <= 2 (or empty), got {args.warp!r}", file=sys.stderr)
         return 2
     SPEC["normalisation"] = args.norm
     cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
