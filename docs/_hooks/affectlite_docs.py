@@ -256,7 +256,8 @@ def cards_markdown() -> str:
     out = [NOTE, "# Model cards\n\n",
            "Rendered from the cards shipped next to each model (`affectlite/models/*.card.json`; "
            "`affectlite.load_card(path)` reads one). Figures are our validation figures; held-back test "
-           "splits were not used. Summary and method: [Models](index.md); what was tried on the way: [research notes](../research/index.md).\n\n"]
+           "splits were not used. Summary and method: [Models](index.md); what was tried on the way: "
+           "[research notes](../research/index.md).\n\n"]
     out += [_card_section(c, p) for c, p in cards]
     return "".join(out)
 
@@ -373,3 +374,23 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
             fenced = not fenced
         out.append(line if fenced or line.lstrip().startswith(("```", "~~~")) else LINK.sub(fix, line))
     return "\n".join(out)
+
+
+ROLE = re.compile(r":(?:class|meth|func|attr|data|mod|exc|obj):<code>~?([\w.]+)</code>")
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    """Docstrings use Sphinx roles (:class:`X`); show them as code, linked when the target is on the page."""
+    if not page.file.src_uri.startswith("reference/"):
+        return html
+    ids = set(re.findall(r'id="([^"]+)"', html))
+
+    def fix(m: re.Match[str]) -> str:
+        name = m.group(1)
+        short = name.rsplit(".", 1)[-1] if name.startswith("affectlite.") and name.count(".") == 1 else name
+        for cand in (name, f"affectlite.{name}", f"affectlite.{short}"):
+            if cand in ids:
+                return f'<a href="#{cand}"><code>{short}</code></a>'
+        return f"<code>{short}</code>"
+
+    return ROLE.sub(fix, html)
