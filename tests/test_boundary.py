@@ -492,3 +492,27 @@ def test_image_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> 
     assert peak < 5 * 2**20
     (tmp_path / "ok.png").write_bytes(_png_bomb(64, 48))
     assert read_image(tmp_path / "ok.png").shape == (48, 64, 3)
+
+
+def test_audio_file_corrupt_midway_ends_instead_of_restarting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import affectlite._audio_stream as stream
+    from affectlite.microphones import FileMicrophone
+
+    p = write_wav(tmp_path / "a.wav", np.zeros(16000 * 3))
+
+    def broken(path: Any, rate: Any = 16000, block_s: float = 10.0) -> Any:
+        def gen() -> Any:
+            for _ in range(3):
+                yield np.zeros(16000, np.float32)
+            raise ValueError("corrupt frame header")
+        return gen()
+
+    monkeypatch.setattr(stream, "open_audio_blocks", broken)
+    errors: list[BaseException] = []
+    o = PipelineOptions().replace(**{"camera.enabled": False, "text.enabled": False, "audio.realtime": False})
+    with make(o, microphone=FileMicrophone(p, realtime=False), on_result=lambda r: None,
+              on_error=errors.append) as pipe:
+        assert pipe.wait(timeout=20), "the file was read again and again"
+        st = pipe.stats()
+    assert st.state == "finished" and st.counts["mic"] == 30 and st.rejected["audio"] == 1 and st.reconnects == 0
+    assert "unreadable after 3.0 s" in str(errors[0])

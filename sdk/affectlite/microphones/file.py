@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SourceError, SourceUnavailableError
+from ..errors import InputError, SourceUnavailableError
 from ._base import SAMPLE_RATE, AudioChunk, to_int16_mono
 
 
@@ -75,7 +75,11 @@ class FileMicrophone:
         try:
             block = next(self._blocks, None)
         except (OSError, RuntimeError, ValueError) as e:
-            raise SourceError(f"audio file {self.path} became unreadable: {e}") from None
+            # corrupt or unreadable from here on: the rest is skipped (the pipeline drops and reports it, and the
+            # next read ends the stream); reopening would start the file again and loop over its first part
+            self._blocks = None
+            raise InputError(f"audio file {self.path} is unreadable after {self._sent / SAMPLE_RATE:.1f} s "
+                             f"({e}); the rest is skipped") from None
         if block is None:
             return False
         self._data = to_int16_mono(block)
