@@ -402,3 +402,11 @@ def test_the_speed_benchmark_script_runs(talk: Path) -> None:
     run = out["runs"][0]
     assert run["media_s"] == pytest.approx(4.0, abs=0.1) and run["counts"]["face"] == 40
     assert set(run["drops"].values()) == {0} and out["best_x_realtime"] > 0 and run["cpu_per_media_s"] > 0
+
+
+def test_stream_credentials_stay_out_of_names_and_messages() -> None:
+    from affectlite.media import redact
+
+    url = "rtsp://user:s3cret@10.0.0.5:554/cam/1?x=1"
+    assert redact(url) == "rtsp://10.0.0.5:554/cam/1?x=1" and redact("/a/b.mp4") == "/a/b.mp4"
+    assert "s3cret" not in MediaCamera(url).name and "s3cret" not in MediaMicrophone(url).name

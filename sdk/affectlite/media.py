@@ -39,7 +39,7 @@ from .microphones._base import SAMPLE_RATE, AudioChunk
 from .subtitles import Cue, find_sidecar, load_subtitles
 
 __all__ = ["LIVE_SCHEMES", "MEDIA_HINT", "MediaCamera", "MediaInfo", "MediaMicrophone", "check_media_path",
-           "container_cues", "import_av", "is_live_url", "media_available", "probe", "resolve_cues"]
+           "container_cues", "import_av", "is_live_url", "media_available", "probe", "redact", "resolve_cues"]
 
 log = logging.getLogger("affectlite.media")
 
@@ -77,6 +77,15 @@ def is_live_url(device: str | os.PathLike[str]) -> bool:
     return _scheme(str(device)) in LIVE_SCHEMES
 
 
+def redact(device: str) -> str:
+    """``device`` with the credentials of a URL (``user:password@``) removed, for logs and messages."""
+    if "://" not in device:
+        return device
+    scheme, rest = device.split("://", 1)
+    host, sep, path = rest.partition("/")
+    return f"{scheme}://{host.rsplit('@', 1)[-1]}{sep}{path}"
+
+
 def _local_path(device: str) -> Path | None:
     s = _scheme(device)
     if s == "file":
@@ -97,7 +106,7 @@ def _open_container(device: str) -> Any:
     except (av.error.FFmpegError, OSError) as e:
         if local is not None:
             raise SourceUnavailableError(f"cannot read {device} as a video: {e}") from None
-        raise SourceError(f"cannot open stream {device}: {e}") from None
+        raise SourceError(f"cannot open stream {redact(device)}: {e}") from None
 
 
 def _origin_s(container: Any) -> float:
@@ -287,7 +296,7 @@ class MediaCamera:
     def __init__(self, device: str | os.PathLike[str], *, fps: float = 15.0, realtime: bool = True,
                  loop: bool = False, skip_nonref: bool = False) -> None:
         self.device = str(device)
-        self.name = f"media:{self.device}"
+        self.name = f"media:{redact(self.device)}"
         self.skip_nonref = skip_nonref
         self.fps, self.realtime, self.loop = float(fps), realtime, loop
         self.recorded = not is_live_url(self.device)
@@ -314,7 +323,7 @@ class MediaCamera:
         c = _open_container(self.device)
         if not c.streams.video:
             c.close()
-            raise SourceUnavailableError(f"{self.device} has no video stream (for audio only use --audio FILE)")
+            raise SourceUnavailableError(f"{redact(self.device)} has no video stream (for audio only use --audio FILE)")
         v = c.streams.video[0]
         v.thread_type = "AUTO"
         if self.skip_nonref:
@@ -404,7 +413,7 @@ class MediaMicrophone:
     def __init__(self, device: str | os.PathLike[str], *, chunk_ms: int = 100, realtime: bool = True,
                  loop: bool = False) -> None:
         self.device = str(device)
-        self.name = f"media-audio:{self.device}"
+        self.name = f"media-audio:{redact(self.device)}"
         self.chunk = max(1, SAMPLE_RATE * chunk_ms // 1000)
         self.realtime, self.loop = realtime, loop
         self.recorded = not is_live_url(self.device)
@@ -434,8 +443,8 @@ class MediaMicrophone:
         c = _open_container(self.device)
         if not c.streams.audio:
             c.close()
-            raise SourceUnavailableError(f"{self.device} has no audio track: give the audio as --audio FILE, or "
-                                         "use --no-audio")
+            raise SourceUnavailableError(f"{redact(self.device)} has no audio track: give the audio as --audio "
+                                         "FILE, or use --no-audio")
         a = c.streams.audio[0]
         self._c = c
         self.recorded = _is_recorded(self.device, c)
