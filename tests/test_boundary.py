@@ -516,3 +516,20 @@ def test_audio_file_corrupt_midway_ends_instead_of_restarting(tmp_path: Path, mo
         st = pipe.stats()
     assert st.state == "finished" and st.counts["mic"] == 30 and st.rejected["audio"] == 1 and st.reconnects == 0
     assert "unreadable after 3.0 s" in str(errors[0])
+
+
+def test_files_with_non_utf8_names_are_read(tmp_path: Path) -> None:
+    """Names that are not UTF-8 (Python gives them lone surrogates) reach every reader intact."""
+    from affectlite.audio_features import load_audio
+    from affectlite.cameras import read_image
+    from affectlite.microphones import FileMicrophone
+
+    wav = write_wav(tmp_path / os.fsdecode(b"caf\xe9.wav"), 0.1 * np.sin(np.arange(16000) * 0.1))
+    assert load_audio(wav).size == 16000
+    mic = FileMicrophone(wav, realtime=False)
+    mic.open()
+    assert mic.read() is not None
+    mic.close()
+    img = tmp_path / os.fsdecode(b"\xff.npy")
+    np.save(img, frames(1)[0])
+    assert read_image(img).shape == (40, 40, 3)

@@ -147,7 +147,7 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int | None = 16
         sf = None
     if sf is not None:
         try:
-            f = sf.SoundFile(str(p))  # closed by the with below (opening may raise)
+            f = sf.SoundFile(os.fsencode(p))  # bytes: any file name (str must be UTF-8); closed by the with
         except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError
             raise InputError(f"cannot decode audio file {p}: {e}") from None
         with f:
