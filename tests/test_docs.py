@@ -123,6 +123,21 @@ def test_readme_is_short_and_keeps_the_two_fresh_machine_commands() -> None:
     assert "\npython3 -m pytest -q\n" in ci
 
 
+def test_readme_and_models_page_name_every_shipped_model() -> None:
+    """The model tables are written by hand: every shipped card's model must appear in them (update them when a
+    model is added or renamed; the figures come from the cards, rendered in full on the site's Model cards page)."""
+    import json
+
+    readme = README.read_text(encoding="utf-8")
+    models = (DOCS / "models" / "index.md").read_text(encoding="utf-8")
+    for card in sorted((ROOT / "sdk" / "affectlite" / "models").glob("*.card.json")):
+        c = json.loads(card.read_text(encoding="utf-8"))
+        if c["task"] == "fusion":
+            continue
+        assert f"`{c['name']}`" in readme, f"README.md's model table lacks {c['name']} ({card.name})"
+        assert f"`{c['name']}`" in models, f"docs/models/index.md lacks {c['name']} ({card.name})"
+
+
 def _anchors(md: str) -> set[str]:
     """GitHub's heading anchors of a Markdown text (lower case, punctuation dropped, spaces to '-')."""
     out: set[str] = set()
