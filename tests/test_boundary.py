@@ -533,3 +533,15 @@ def test_files_with_non_utf8_names_are_read(tmp_path: Path) -> None:
     img = tmp_path / os.fsdecode(b"\xff.npy")
     np.save(img, frames(1)[0])
     assert read_image(img).shape == (40, 40, 3)
+
+
+def test_api_misuse_is_an_affectlite_error() -> None:
+    from affectlite import EmotionClassifier
+    from affectlite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="PipelineOptions"):
+        EmotionClassifier("rpi5")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="file path"):
+        EmotionClassifier().classify_file(np.zeros(16000))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="on_result must be a function"):
+        EmotionPipeline(on_result=5)  # type: ignore[arg-type]

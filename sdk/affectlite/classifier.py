@@ -32,6 +32,11 @@ class EmotionClassifier:
     """
 
     def __init__(self, options: PipelineOptions | None = None) -> None:
+        if options is not None and not isinstance(options, PipelineOptions):
+            from .errors import ConfigError
+
+            raise ConfigError(f"options must be a PipelineOptions (e.g. PipelineOptions.from_profile('rpi5')), got "
+                              f"{type(options).__name__}")
         self.options = options or PipelineOptions()
         self._lock = threading.Lock()
         self._face: Any = None
@@ -92,6 +97,9 @@ class EmotionClassifier:
 
         if text is not None:
             text = clean_text(text, "text")
+        if not isinstance(audio, (str, os.PathLike)):
+            raise InputError(f"classify_file: audio must be a file path, got {type(audio).__name__} (for samples "
+                             "use classify(audio=...))")
         blocks = open_audio_blocks(audio, 16000)  # opens and checks the file before any model loads
 
         def voice_of(va: Any) -> Any:

@@ -247,6 +247,10 @@ class EmotionPipeline:
         self.options = options or PipelineOptions()
         if not isinstance(self.options, PipelineOptions):
             raise ConfigError(f"options must be a PipelineOptions, got {type(self.options).__name__}")
+        for cb_name, cb in (("on_result", on_result), ("on_change", on_change), ("on_error", on_error),
+                            ("on_status", on_status), ("on_sensing", on_sensing)):
+            if cb is not None and not callable(cb):
+                raise ConfigError(f"{cb_name} must be a function (or None), got {type(cb).__name__}")
         self._on_result = on_result
         self._on_change = on_change
         self._on_error = on_error
