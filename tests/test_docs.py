@@ -19,6 +19,7 @@ checkout's ``../shared``), with this interpreter's ``python3``/``affectlite`` fi
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
 import os
@@ -136,6 +137,15 @@ def test_readme_and_models_page_name_every_shipped_model() -> None:
             continue
         assert f"`{c['name']}`" in readme, f"README.md's model table lacks {c['name']} ({card.name})"
         assert f"`{c['name']}`" in models, f"docs/models/index.md lacks {c['name']} ({card.name})"
+
+
+def test_readme_command_line_lists_every_command() -> None:
+    from affectlite.cli import build_parser
+
+    line = next(ln for ln in README.read_text(encoding="utf-8").splitlines() if ln.startswith("**Command line**"))
+    listed = set(re.findall(r"`affectlite ([a-z |]+)`", line)[0].replace(" ", "").split("|"))
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert listed == set(sub.choices), f"README lists {sorted(listed)}, the CLI has {sorted(sub.choices)}"
 
 
 def _anchors(md: str) -> set[str]:
