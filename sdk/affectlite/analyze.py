@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -164,8 +165,15 @@ def analyze_file(path: Path, out_dir: Path, *, name: str | None = None, fps: flo
     if not (info.has_video or (audio and info.has_audio) or cues):
         raise InputError(f"{path}: nothing to analyse (no video, no audio{' used' if info.has_audio else ''}, "
                          "no subtitles)")
-    results: list[dict[str, Any]] = []
-    jsonl = io.StringIO()
+    from .report import CSV_COLUMNS, ResultLog
+
+    log_rows = ResultLog()  # compact copy for the summary and the plot; the full results stream to disk
+    dest.mkdir(parents=True, exist_ok=True)
+    parts = {n: dest / f".{n}.partial" for n in ("results.jsonl", "results.csv")}
+    jsonl = parts["results.jsonl"].open("w", encoding="utf-8")
+    csv_file = parts["results.csv"].open("w", encoding="utf-8", newline="")
+    w = csv.writer(csv_file, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
     bar = _progress(info.duration_s, name, quiet)
     pos = {"t": 0.0}
     thumbs: dict[str, str] = {}
@@ -174,8 +182,9 @@ def analyze_file(path: Path, out_dir: Path, *, name: str | None = None, fps: flo
 
     def on_result(r: EmotionResult) -> None:  # dispatch thread, one at a time
         d = r.to_json_dict()
-        results.append(d)
+        log_rows.add(d)
         jsonl.write(json.dumps({"event": "result", **d}) + "\n")
+        w.writerows(csv_rows([d]))
         t = r.capture_ns / 1e9
         if bar is not None and t > pos["t"]:
             bar.update(round(min(t, info.duration_s) - pos["t"], 3))
@@ -194,9 +203,21 @@ def analyze_file(path: Path, out_dir: Path, *, name: str | None = None, fps: flo
         with pipe:
             pipe.wait()
             stats = pipe.stats()
+        for f in (jsonl, csv_file):
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        for f in (jsonl, csv_file):
+            f.close()
+        for p in parts.values():
+            p.unlink(missing_ok=True)
+        raise
     finally:
         if bar is not None:
             bar.close()
+    jsonl.close()
+    csv_file.close()
+    results = log_rows.rows
     cue_dicts = [{"start_s": c.start_s, "end_s": c.end_s, "text": c.text} for c in cues]
     summary = summarize(results, duration_s=info.duration_s, cues=cue_dicts)
     summary["drops"] = dict(stats.drops)
@@ -208,14 +229,8 @@ def analyze_file(path: Path, out_dir: Path, *, name: str | None = None, fps: flo
                  "fusion": opts.fusion.strategy, "face_detector": opts.face.detector, "voice_vad": opts.voice.vad,
                  "processing_s": round(stats.uptime_s, 2), "errors": errors[:20],
                  "options": msgspec.to_builtins(opts)}
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    from .report import CSV_COLUMNS
-
-    w.writerow(CSV_COLUMNS)
-    w.writerows(csv_rows(results))
-    atomic_write_text(dest / "results.jsonl", jsonl.getvalue())
-    atomic_write_text(dest / "results.csv", buf.getvalue())
+    for n, p in parts.items():  # complete: now under their names (a reader never sees half a file)
+        os.replace(p, dest / n)
     atomic_write_text(dest / "summary.json", json.dumps(summary, indent=2) + "\n")
     page = render_report(name=name, source=str(path), results=results, summary=summary, cues=cue_dicts,
                          cue_source=cue_source, models=_models(opts), made_with=made_with, thumbnails=thumbs)
