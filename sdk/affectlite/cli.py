@@ -168,7 +168,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 voice += f" (reliability {r.voice.reliability:.2f})"
             with lock:
                 out.write(f"{r.label:>8} {r.confidence:4.2f}  valence {r.valence:+.2f} arousal {r.arousal:.2f}"
-                          f"  faces: {faces}  voice: {voice}\n")
+                          f"  faces: {faces}  voice: {voice}"
+                          + (f"  text: {r.text.label} {r.text.confidence:.2f}" if r.text else "") + "\n")
                 out.flush()
         else:
             emit({"event": "result", **r.to_json_dict()})
