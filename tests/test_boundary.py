@@ -545,3 +545,15 @@ def test_api_misuse_is_an_affectlite_error() -> None:
         EmotionClassifier().classify_file(np.zeros(16000))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="on_result must be a function"):
         EmotionPipeline(on_result=5)  # type: ignore[arg-type]
+
+
+def test_yaml_alias_bomb_in_a_profile_is_refused_quickly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, cur in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{cur}: &{cur} [{', '.join(['*' + prev] * 9)}]")  # 9**8 = 43 million items expanded
+    p = tmp_path / "laughs.yaml"
+    p.write_text("\n".join([*lines, "camera:", "  fps: *h", ""]))
+    t0 = time.monotonic()
+    rc, err = _cli(["profile", "validate", str(p)], capsys)
+    assert rc == 2 and "camera.fps" in err and "is a list" in err
+    assert time.monotonic() - t0 < 5  # before: ~20 s spent in repr() of the expanded value

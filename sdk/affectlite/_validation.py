@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,9 +35,15 @@ _PATTERN_PROBLEMS = {
 }
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 3, 8, 8, 6, 8
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
 def show(v: Any) -> str:
-    """A value as the user wrote it, shortened."""
-    r = repr(v)
+    """A value as the user wrote it, shortened (containers through reprlib: a YAML alias bomb that expands to
+    billions of items is shown in microseconds, not fully repr'd)."""
+    r = _SHORT.repr(v) if isinstance(v, (list, tuple, dict, set, frozenset)) else repr(v)
     return r if len(r) <= 60 else r[:57] + "..."
 
 
