@@ -176,6 +176,10 @@ def api_markdown() -> str:
                else CONSTANTS.get(name, ""))
         doc = doc.replace("|", "\\|")
         out.append(f"| [`{name}`]({link}) | {kind} | {doc} |\n")
+    out.append("\n## The callback contract {#callback-contract}\n\nFrom `affectlite.pipeline`, which every "
+               "callback parameter below refers to (\"see the module docstring\"):\n\n"
+               "::: affectlite.pipeline\n    options:\n      members: false\n      show_root_heading: false\n"
+               "      show_root_toc_entry: false\n\n")
     out.append("\n## Constants\n\n")
     for name in consts:
         out.append(f"### `{name}` {{ #{name.strip('_').lower()} }}\n\n`affectlite.{name}` = "
@@ -393,4 +397,4 @@ def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -
                 return f'<a href="#{cand}"><code>{short}</code></a>'
         return f"<code>{short}</code>"
 
-    return ROLE.sub(fix, html)
+    return ROLE.sub(fix, html).replace("::</p>", ":</p>")  # reST's "text::" before a literal block
