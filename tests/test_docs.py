@@ -6,7 +6,7 @@ A block runs unless the line right before its fence says otherwise (the comment 
 the site)::
 
     <!-- docs-test: skip: REASON -->        not run here (a reason is required: installs, trains, needs root ...)
-    <!-- docs-test: hardware: REASON -->    marked ``hardware``: runs only with AFFECTLITE_HARDWARE=1
+    <!-- docs-test: hardware: REASON -->    marked ``hardware`` and not run (needs a device; run it by hand)
     <!-- docs-test: sample -->              run with a profile folder (AFFECTLITE_PROFILE_PATH) whose profiles read
                                             the shipped sample video and speech instead of a camera and microphone
     <!-- docs-test: after-install -->       the ``pip install ...`` commands are left out, the rest runs
@@ -395,6 +395,8 @@ def _params() -> list[Any]:
 def test_doc_example_runs(block: Block, workdir: Path) -> None:
     if block.mark == "skip":
         pytest.skip(f"not run here: {block.reason}")
+    if block.mark == "hardware":  # even on a device: these install services, need root or a person watching
+        pytest.skip(f"run by hand on the device: {block.reason}")
     first = block.code.lstrip().split("\n", 1)[0]
     for (page, start), reason in UNMARKED.items():
         if block.id.startswith(page + ":") and first.startswith(start) and block.mark is None:
