@@ -32,13 +32,14 @@ _SNR_FRAME = 320
 
 
 def classify_clip_blocks(va: VoiceAnalyzer, blocks: Iterable[np.ndarray],
-                         in_memory_s: float = IN_MEMORY_S) -> VoiceResult | None:
+                         in_memory_s: float | None = None) -> VoiceResult | None:
     """Classify the clip made of ``blocks`` (float32 or int16 mono at 16 kHz, in order).
 
     Args:
         va: The voice analyzer (its model, VAD and window settings are used; its stream state is not).
         blocks: The clip's samples, piece by piece (e.g. :func:`affectlite._audio_stream.open_audio_blocks`).
-        in_memory_s: Clips up to this long are joined and passed to ``classify_clip`` (identical result).
+        in_memory_s: Clips up to this long are joined and passed to ``classify_clip`` (identical result);
+            default :data:`IN_MEMORY_S`.
 
     Returns:
         As :meth:`affectlite.voice.VoiceAnalyzer.classify_clip`: the final result, or ``None`` without speech.
@@ -46,7 +47,7 @@ def classify_clip_blocks(va: VoiceAnalyzer, blocks: Iterable[np.ndarray],
     Raises:
         InputError: no samples, NaN/infinite samples, float samples beyond +-2.
     """
-    limit = round(in_memory_s * SAMPLE_RATE)
+    limit = round((IN_MEMORY_S if in_memory_s is None else in_memory_s) * SAMPLE_RATE)
     head: list[np.ndarray] = []
     n_head = 0
     it = iter(blocks)
