@@ -21,6 +21,7 @@ from affectlite.options import VoiceOptions
 from affectlite.results import VoiceResult
 from affectlite.voice import (
     DEFAULT_MODEL,
+    LOGMEL_MODEL,
     VoiceAnalyzer,
     VoiceEmotionClassifier,
     eval_voice_main,
@@ -58,7 +59,9 @@ def espeak(tmp_path: Path, text: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    p = Path(os.environ.get("AFFECTLITE_VOICE_MODEL", DEFAULT_MODEL))
+    # the log-mel model (the fallback without the speech_embedding front end); the shipped head on the front end
+    # is tested in tests/test_voice_embedding.py
+    p = Path(os.environ.get("AFFECTLITE_VOICE_MODEL", LOGMEL_MODEL if LOGMEL_MODEL.is_file() else DEFAULT_MODEL))
     if not p.is_file():
         pytest.skip(f"voice model {p} not found (train it: affectlite train voice ...)")
     return p
@@ -95,7 +98,7 @@ def test_shipped_int8_model_and_card(model_path: Path, clf: VoiceEmotionClassifi
     assert card.inputs[0].kind == "audio_features" and card.inputs[0].dtype == "int8"
     assert card.outputs[0].dtype == "int8"
     assert model_path.stat().st_size <= 1_000_000
-    if model_path == DEFAULT_MODEL:
+    if model_path in (DEFAULT_MODEL, LOGMEL_MODEL):
         assert card.name == "affectlite-voice"
         assert "CC BY-NC-SA" in card.training["terms"] and "CC BY-NC-ND" in card.training["terms"]
         assert "non-commercial" in card.training["terms"] and "TESS" in card.training["data"]
@@ -140,7 +143,7 @@ def test_model_recognises_ravdess_clips_through_the_runtime(model_path: Path, cl
     """End-to-end parity check: the int8 runtime on RAVDESS clips (training actors, so this is not a
     generalisation figure) must be far above chance; a feature mismatch train/runtime would sink it."""
     folder = shared_datasets / "ravdess-speech-16k"
-    if not folder.is_dir() or model_path != DEFAULT_MODEL:
+    if not folder.is_dir() or model_path not in (DEFAULT_MODEL, LOGMEL_MODEL):
         pytest.skip("needs RAVDESS and the shipped model")
     files = sorted(folder.glob("Actor_0[12]/*.flac"))[::3]
     an = analyzer(clf, vad="none")

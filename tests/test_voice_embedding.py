@@ -164,3 +164,29 @@ def test_prosody_finds_pitch_level_and_slope_of_a_sweep() -> None:
     quiet = pr.window_features(*pr.contours(np.zeros(SR, np.float32)))
     assert quiet[0] == 0.0 and np.isfinite(quiet).all()
     assert pr.contours(np.zeros(100, np.float32))[0].size == 0
+
+
+def test_fusion_voice_pool_splits_new_corpora_by_speaker(tmp_path: Path) -> None:
+    """The fusion recipe's voice halves: every corpus's speakers alternate between A and B (per gender), so
+    both halves hold every corpus and no speaker is in both."""
+    from affectlite.voice import DEFAULT_MODEL
+    from affectlite_convert.recipes.fusion import voice_pool
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("shipped voice model missing")
+    spk = ([f"ravdess:{a:02d}" for a in range(1, 21)] + ["tess:OAF", "tess:YAF"]
+           + [f"ased:{a:02d}" for a in range(1, 11)] + [f"nemo:{s}" for s in ("EB0", "IC0", "KS0", "WR0")]
+           + [f"turev:{s}" for s in ("1157", "1234", "1358", "1984")])
+    gender = ["m" if (s.startswith("ravdess") and int(s[-2:]) % 2) or s.startswith(("nemo:K", "nemo:W", "ased:0"))
+              else "f" for s in spk]
+    n = len(spk)
+    cv = tmp_path / "cv"
+    cv.mkdir()
+    np.savez(cv / "loco_outputs.npz", probs=np.full((n, 7), 1 / 7), reliability=np.ones(n), y=np.arange(n) % 7,
+             corpus=np.array([s.split(":")[0] for s in spk]), speaker=np.array(spk), gender=np.array(gender),
+             files=np.array([f"f{i}" for i in range(n)]))
+    pool = voice_pool(tmp_path, cv, None, tmp_path / "cache")
+    for c in ("ravdess", "tess", "ased", "nemo", "turev"):
+        sel = np.array([s.startswith(c + ":") for s in spk])
+        assert 0 < int(pool.half_a[sel].sum()) < int(sel.sum()), c
+    assert int(pool.half_a[[s.startswith("ased:") for s in spk]].sum()) == 5 + 1  # 9 men: 5, 1 woman: 1

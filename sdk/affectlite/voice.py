@@ -310,29 +310,6 @@ class VoiceEmotionClassifier:
             return out
         return af.compute_features(x, self.spec)
 
-    def clip_features(self, samples: np.ndarray, starts: Sequence[int]) -> list[np.ndarray]:
-        """Features of the windows starting at ``starts`` (samples) of one clip at least a window long.
-
-        A log-mel model gets :meth:`features` of each window. A speech_embedding model runs the front end
-        over the whole clip once and slices each window's embeddings out of it (one embedding every 80 ms; a
-        window's start is rounded to that grid, at most 40 ms away), as the training recipe does.
-        """
-        if self.front_end is None:
-            return [self.features(samples[s:s + self.window_length]) for s in starts]
-        from . import speech_embedding as se
-
-        emb = self.front_end(np.asarray(samples, np.float32))
-        n = int(self._in_shape[1])
-        step = se.HOP_FRAMES * se.HOP
-        out = []
-        for s in starts:
-            i = min(max(0, round(s / step)), max(0, emb.shape[0] - n))
-            w = emb[i:i + n]
-            if w.shape[0] < n:
-                w = np.concatenate([w, np.repeat(w[-1:], n - w.shape[0], axis=0)])
-            out.append(w)
-        return out
-
     def classify_window(self, samples: np.ndarray) -> tuple[float, ...]:
         """Probabilities (aligned with :data:`affectlite.LABELS`) of one window.
 
@@ -703,8 +680,8 @@ class VoiceAnalyzer:
             candidates.append((sp, s, sp / max(1, f1 - f0)))
         chosen = [c for c in candidates if c[0] >= self._min_frames] or [max(candidates)]
         dists = []
-        for (_, _, act), feats in zip(chosen, self.classifier.clip_features(x, [c[1] for c in chosen]),
-                                      strict=True):
+        for _, s, act in chosen:
+            feats = self.classifier.features(x[s:s + self.window])
             probs.append(self.classifier.classify_features(feats))
             weights.append(max(act, 1e-3))
             d = self.classifier.feature_distance(feats)
