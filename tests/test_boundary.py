@@ -560,3 +560,16 @@ def test_yaml_alias_bomb_in_a_profile_is_refused_quickly(tmp_path: Path, capsys:
     rc, err = _cli(["profile", "validate", str(p)], capsys)
     assert rc == 2 and "camera.fps" in err and "is a list" in err
     assert time.monotonic() - t0 < 5  # before: ~20 s spent in repr() of the expanded value
+
+
+def test_eval_voice_skips_a_corrupt_file_and_reports_it(tmp_path: Path) -> None:
+    from affectlite.voice import evaluate_voice
+
+    (tmp_path / "happy").mkdir()
+    write_wav(tmp_path / "happy" / "a.wav", 0.2 * np.sin(np.arange(32000) * 0.06))
+    (tmp_path / "happy" / "b.wav").write_bytes(b"RIFF not really")
+    res = evaluate_voice(None, tmp_path)
+    assert res["n"] == 1 and [Path(u).name for u in res["unreadable"]] == ["b.wav"]
+    (tmp_path / "happy" / "a.wav").write_bytes(b"")
+    with pytest.raises(InputError, match="could be read"):
+        evaluate_voice(None, tmp_path)

@@ -149,7 +149,7 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int | None = 16
         try:
             f = sf.SoundFile(os.fsencode(p))  # bytes: any file name (str must be UTF-8); closed by the with
         except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError
-            raise InputError(f"cannot decode audio file {p}: {e}") from None
+            raise InputError(f"cannot decode audio file {p}: {getattr(e, 'error_string', None) or e}") from None
         with f:
             rate = check_sample_rate(f.samplerate, f"audio file {p}: sample rate")
             blocks = _sf_blocks(f, p, max(1, round(block_s * rate)))
@@ -174,7 +174,7 @@ def _sf_blocks(f: object, p: Path, n: int) -> Iterator[np.ndarray]:
         try:
             data = f.read(n, dtype="float32", always_2d=True)  # type: ignore[attr-defined]
         except Exception as e:
-            raise InputError(f"cannot decode audio file {p}: {e}") from None
+            raise InputError(f"cannot decode audio file {p}: {getattr(e, 'error_string', None) or e}") from None
         if len(data) == 0:
             return
         yield np.asarray(data, np.float32).mean(axis=1)

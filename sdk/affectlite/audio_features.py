@@ -467,7 +467,7 @@ def load_audio_with_rate(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]
         try:
             data, rate = sf.read(os.fsencode(p), dtype="float32", always_2d=True)  # bytes: any file name
         except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError
-            raise InputError(f"cannot decode audio file {p}: {e}") from None
+            raise InputError(f"cannot decode audio file {p}: {getattr(e, 'error_string', None) or e}") from None
         x = np.asarray(data, dtype=np.float32).mean(axis=1)
     elif p.suffix.lower() in (".wav", ".wave"):
         x, rate = _read_wav(p)

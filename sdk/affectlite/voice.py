@@ -767,7 +767,8 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
     Returns:
         JSON-ready dict: ``n``, ``accuracy``, ``uar``, ``macro_f1``, ``per_class_recall``,
         ``confusion_matrix`` (rows true, columns predicted, :data:`LABELS` order), ``labels``, plus
-        ``model``, ``data``, ``conventions`` (files per naming convention), ``skipped``, ``no_speech``, and
+        ``model``, ``data``, ``conventions`` (files per naming convention), ``skipped``, ``no_speech``,
+        ``unreadable`` (files that could not be decoded: skipped with a warning, not counted), and
         ``per_speaker_uar`` when the file names carry speakers (RAVDESS, TESS, CREMA-D, EmoDB).
 
     Raises:
@@ -795,12 +796,20 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
     pred: list[int] = []
     by_speaker: dict[str, tuple[list[int], list[int]]] = {}
     no_speech = 0
+    unreadable: list[str] = []
     try:
         for f in labelled:
             lab = LABELS.index(str(f.label))
-            x, rate = af.load_audio_with_rate(f.path)
-            x = np.clip(x, -1.0, 1.0)  # lossy decoders (Ogg/Opus corpora) overshoot full scale on loud clips
-            r = an.classify_clip(x, rate)
+            try:  # one corrupt file is skipped (and reported), not the end of the evaluation
+                x, rate = af.load_audio_with_rate(f.path)
+                x = np.clip(x, -1.0, 1.0)  # lossy decoders (Ogg/Opus corpora) overshoot full scale on loud clips
+                r = an.classify_clip(x, rate)
+            except InputError as e:
+                unreadable.append(str(f.path))
+                import logging
+
+                logging.getLogger("affectlite.voice").warning("eval voice: skipped %s", e)
+                continue
             y.append(lab)
             if r is None:
                 no_speech += 1
@@ -813,9 +822,13 @@ def evaluate_voice(model_path: str | os.PathLike[str] | None, data_dir: str | os
                 ps.append(pred[-1])
     finally:
         an.close()
+    if not y:
+        raise InputError(f"eval voice: none of the {len(labelled)} labelled audio files under {root} could be read "
+                         f"(first: {unreadable[0] if unreadable else '-'})")
     res = _metrics(y, pred)
     res.update({"model": clf.card.name, "model_path": str(model_path or DEFAULT_MODEL), "data": str(root),
-                "conventions": conv, "skipped": skipped, "no_speech": no_speech, "vad": vad})
+                "conventions": conv, "skipped": skipped, "no_speech": no_speech, "vad": vad,
+                "unreadable": unreadable})
     if by_speaker:
         res["per_speaker_uar"] = {k: round(_metrics(v[0], v[1])["uar"], 4) for k, v in sorted(by_speaker.items())}
     return res
