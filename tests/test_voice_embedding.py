@@ -110,6 +110,7 @@ def test_head_recipe_end_to_end_and_runtime(tmp_path: Path) -> None:
     assert set(rep["loco_pooled_recall"]) == set(codes) and rep["temperature"] > 0
     z = np.load(out / "cv" / "loco_outputs.npz")
     assert z["probs"].shape == (16 + 16, len(LABELS))
+    assert ((z["reliability"] > 0) & (z["reliability"] <= 1)).all() and z["reliability"].std() > 0
     card = load_card(card_path_for(out / "voice.tflite"))
     assert card.inputs[0].preprocessing["front_end"] == se.FRONT_END_NAME
     assert "CC BY-NC-SA 4.0" in card.training["terms"] and len(card.calibration["feature_stats"]["mean"]) == 192

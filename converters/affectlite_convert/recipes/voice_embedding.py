@@ -447,8 +447,33 @@ def summarise(done: dict[str, dict[str, Any]], y: np.ndarray, out: Path, cfg: di
     return rep
 
 
-def write_loco_outputs(items: Sequence[SpeechFile], out: Path, seed: int) -> Path | None:
-    """``out/cv/loco_outputs.npz`` from the leave-one-corpus-out runs of ``seed`` (the fusion recipe's input)."""
+def clip_reliability(items: Sequence[SpeechFile], feats0: list[np.ndarray], stats: dict[str, Any] | None,
+                     out: Path) -> np.ndarray:
+    """Every clip's voice reliability as ``classify_clip`` with ``vad="none"`` gives it (voice activity 1, the clip's
+    SNR, clipping and length, the mean feature distance of its windows against ``stats``); cached in
+    ``out/reliability.npz`` (it decodes every clip once)."""
+    from affectlite.voice import feature_distance, voice_quality
+
+    f = out / "reliability.npz"
+    if f.is_file():
+        z = np.load(f)
+        if z["rel"].size == len(items):
+            return np.asarray(z["rel"], np.float64)
+    p95 = float(stats["distance_p95"]) if stats and "distance_p95" in stats else None
+    rel = np.empty(len(items))
+    for i, it in enumerate(items):
+        x = np.clip(af.load_audio(it.path, SR), -1.0, 1.0)
+        d = [feature_distance(w, stats) for w in clip_windows(feats0[i])] if stats else []
+        dd = [v for v in d if v is not None]
+        rel[i] = voice_quality(x, 1.0, x.size / SR, float(np.mean(dd)) if dd else None, p95)["reliability"]
+    np.savez(f, rel=rel)
+    return rel
+
+
+def write_loco_outputs(items: Sequence[SpeechFile], out: Path, seed: int,
+                       reliability: np.ndarray | None = None) -> Path | None:
+    """``out/cv/loco_outputs.npz`` from the leave-one-corpus-out runs of ``seed`` (the fusion recipe's input), with
+    each clip's reliability (:func:`clip_reliability`; 1 when not given)."""
     from affectlite.labels import LABELS
 
     runs = [json.loads(p.read_text()) for p in sorted((out / "cv").glob(f"loco_*_s{seed}.json"))]
@@ -456,9 +481,10 @@ def write_loco_outputs(items: Sequence[SpeechFile], out: Path, seed: int) -> Pat
         return None
     idx = np.concatenate([r["val_idx"] for r in runs]).astype(int)
     probs = np.concatenate([r["probs_int8"] for r in runs])
+    rel = reliability[idx] if reliability is not None else np.ones(len(idx))
     f = out / "cv" / "loco_outputs.npz"
     tmp = out / "cv" / ".loco_outputs.tmp.npz"
-    np.savez(tmp, probs=probs, reliability=np.ones(len(idx)),
+    np.savez(tmp, probs=probs, reliability=rel,
              y=np.array([LABELS.index(str(items[i].label)) for i in idx]),
              corpus=np.array([items[i].corpus for i in idx]), speaker=np.array([items[i].speaker for i in idx]),
              gender=np.array([items[i].gender for i in idx]), files=np.array([items[i].path.name for i in idx]))
@@ -594,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "final"):
         tfl = run_final(items, feats, out, cfg, rep)
         log.info("wrote %s (%d bytes)", tfl, tfl.stat().st_size)
+        if (out / "cv").is_dir():  # the fusion recipe's input, with reliabilities against the final card's stats
+            from affectlite.card import card_path_for, load_card
+
+            stats = load_card(card_path_for(tfl)).calibration.get("feature_stats")
+            rel = clip_reliability(items, feats[0], stats if isinstance(stats, dict) else None, out)
+            write_loco_outputs(items, out, seeds[0], rel)
     return 0
 
 
