@@ -432,3 +432,19 @@ def test_the_report_of_a_long_recording_stays_small() -> None:
     assert summary["face_tracks"]["face 1"]["visible_s"] == pytest.approx(3600, abs=1)
     svg = timeline_svg(log.rows, duration_s=3600.0)
     assert svg.startswith("<svg") and len(svg) < 1_500_000
+
+
+def test_a_gap_in_the_audio_track_is_filled_with_silence_so_audio_stays_in_sync(talk: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mkv"  # 0.5 s of audio removed at 1.0 s, the rest keeps its timestamps
+    subprocess.run([_tool("ffmpeg"), "-loglevel", "error", "-y", "-i", str(talk), "-map", "0:v", "-map", "0:a",
+                    "-c:v", "copy", "-af", "aselect='not(between(t,1,1.5))'", "-c:a", "pcm_s16le", str(cut)],
+                   check=True)
+    mic = MediaMicrophone(cut, realtime=False)
+    mic.open()
+    chunks = []
+    while (c := mic.read()) is not None:
+        chunks.append(c)
+    mic.close()
+    assert mic.gaps == 1 and mic.gap_s == pytest.approx(0.5, abs=0.03)
+    assert chunks[30].timestamp_ns == pytest.approx(3.0e9, abs=0.03e9)  # still on the media clock after the gap
+    assert not chunks[12].samples.any()  # 1.2 s: inside the gap, silence

@@ -50,6 +50,8 @@ MEDIA_HINT = ("PyAV is not installed, so the audio track and subtitles of a vide
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
 
 _NS = 1_000_000_000
+#: A jump in the audio track's timestamps larger than this is filled with silence (resampler delay is far less).
+_GAP_NS = 40_000_000
 
 
 def import_av() -> Any:
@@ -408,6 +410,8 @@ class MediaMicrophone:
     Attributes:
         recorded: True for a recording (media-time stamps, offline analysis); set by :meth:`open`.
         overflows: Always 0 (a file cannot overflow).
+        gaps: Jumps in the track's timestamps (over 40 ms) filled with silence, so the audio stays in sync.
+        gap_s: Their total length in seconds.
     """
 
     def __init__(self, device: str | os.PathLike[str], *, chunk_ms: int = 100, realtime: bool = True,
@@ -418,6 +422,8 @@ class MediaMicrophone:
         self.realtime, self.loop = realtime, loop
         self.recorded = not is_live_url(self.device)
         self.overflows = 0
+        self.gaps = 0
+        self.gap_s = 0.0
         self._c: Any = None
         self._frames: Iterator[Any] | None = None
         self._resampler: Any = None
@@ -473,9 +479,19 @@ class MediaMicrophone:
             out = self._resampler.resample(None)
             self._eof = True
         else:
-            if self._buf_ns is None:
-                t = f.time
-                self._buf_ns = self._offset_ns + (round((float(t) - self._origin) * _NS) if t is not None else 0)
+            t = f.time
+            if t is None:
+                if self._buf_ns is None:
+                    self._buf_ns = self._offset_ns
+            elif self._buf_ns is None:
+                self._buf_ns = self._offset_ns + round((float(t) - self._origin) * _NS)
+            else:  # samples missing from the track (a cut, a lost packet): silence keeps audio on the media clock
+                gap = self._offset_ns + round((float(t) - self._origin) * _NS) - (
+                    self._buf_ns + self._buf.size * _NS // SAMPLE_RATE)
+                if gap > _GAP_NS:
+                    self.gaps += 1
+                    self.gap_s += gap / _NS
+                    self._buf = np.concatenate([self._buf, np.zeros(gap * SAMPLE_RATE // _NS, np.int16)])
             out = self._resampler.resample(f)
         for g in out:
             x = g.to_ndarray().reshape(-1).astype(np.int16, copy=False)
