@@ -573,3 +573,21 @@ def test_eval_voice_skips_a_corrupt_file_and_reports_it(tmp_path: Path) -> None:
     (tmp_path / "happy" / "a.wav").write_bytes(b"")
     with pytest.raises(InputError, match="could be read"):
         evaluate_voice(None, tmp_path)
+
+
+def test_cli_stderr_filter_never_blocks_writers_when_stderr_goes_away() -> None:
+    code = ("import os, sys\n"
+            "from affectlite.cli import _quiet_native_stderr\n"
+            "with _quiet_native_stderr():\n"
+            "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n' + b'x' * 1_000_000)\n"
+            "    sys.stderr.write('after\\n')\n"
+            "print('done')\n")
+    r, w = os.pipe()
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=w, env=ENV)
+    os.close(w)
+    os.close(r)  # the reader of stderr goes away: forwarding fails, the filter must keep draining
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0 and out.strip() == b"done"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60)
+    assert p.returncode == 0 and b"XNNPACK" not in p.stderr and p.stderr.count(b"x") == 1_000_000
+    assert p.stderr.endswith(b"after\n")

@@ -547,8 +547,16 @@ def _quiet_native_stderr() -> Iterator[None]:
         yield
         return
 
+    def forward(out: bytes) -> bool:
+        try:
+            os.write(saved, out)
+            return True
+        except OSError:  # the real stderr is gone (closed pipe): keep draining, or writers would block
+            return False
+
     def pump() -> None:
         rest = b""
+        ok = True
         with os.fdopen(r, "rb", buffering=0) as src:
             while True:
                 data = src.read(65536)
@@ -556,11 +564,13 @@ def _quiet_native_stderr() -> Iterator[None]:
                     break
                 rest += data
                 *lines, rest = rest.split(b"\n")
+                if len(rest) > 65536:  # a very long line without a newline: pass it on as it is
+                    lines, rest = [*lines, rest], b""
                 out = b"".join(ln + b"\n" for ln in lines if not ln.strip().startswith(_NATIVE_NOISE))
-                if out:
-                    os.write(saved, out)
-        if rest and not rest.strip().startswith(_NATIVE_NOISE):
-            os.write(saved, rest)
+                if out and ok:
+                    ok = forward(out)
+        if rest and ok and not rest.strip().startswith(_NATIVE_NOISE):
+            forward(rest)
 
     t = threading.Thread(target=pump, name="affectlite-cli-stderr", daemon=True)
     t.start()
