@@ -448,3 +448,26 @@ def test_a_gap_in_the_audio_track_is_filled_with_silence_so_audio_stays_in_sync(
     assert mic.gaps == 1 and mic.gap_s == pytest.approx(0.5, abs=0.03)
     assert chunks[30].timestamp_ns == pytest.approx(3.0e9, abs=0.03e9)  # still on the media clock after the gap
     assert not chunks[12].samples.any()  # 1.2 s: inside the gap, silence
+
+
+def test_a_portrait_phone_video_is_turned_upright(talk: Path, tmp_path: Path) -> None:
+    turned = tmp_path / "phone.mp4"  # the same frames, flagged "display turned by 90 degrees" (display matrix)
+    subprocess.run([_tool("ffmpeg"), "-loglevel", "error", "-y", "-i", str(talk), "-c", "copy", "-metadata:s:v:0",
+                    "rotate=90", str(turned)], check=True)
+    frames = []
+    for path in (talk, turned):
+        cam = MediaCamera(path, fps=10, realtime=False)
+        cam.open()
+        f = cam.read()
+        cam.close()
+        assert f is not None
+        frames.append(f.image)
+    import numpy as np
+
+    assert frames[1].shape == (640, 480, 3) and (frames[1] == np.rot90(frames[0], 1)).all()
+    cv2 = pytest.importorskip("cv2")  # the way OpenCV (and players) show it
+    cap = cv2.VideoCapture(str(turned))
+    ok, bgr = cap.read()
+    cap.release()
+    assert ok and bgr.shape == frames[1].shape
+    assert np.abs(bgr[:, :, ::-1].astype(int) - frames[1].astype(int)).mean() < 2.0

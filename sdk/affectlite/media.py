@@ -337,6 +337,7 @@ class MediaCamera:
         self._frames = iter(c.decode(v))
         self._period_ns = round(_NS / self.fps) if self.fps > 0 else 0
         self._pacer = _Pacer(self.realtime and self.recorded)
+        self._live = _LiveClock()  # a reopened stream starts a new container clock
         if self._index == 0:
             self._next_ns = 0
 
@@ -379,6 +380,9 @@ class MediaCamera:
             self._next_ns = max(self._next_ns + self._period_ns, ts) if self._period_ns else ts
             self._last_ns = ts
             rgb = f.to_ndarray(format="rgb24")
+            turn = round(float(getattr(f, "rotation", 0) or 0) / 90) % 4  # phones store portrait video turned
+            if turn:
+                rgb = np.rot90(rgb, turn)  # shown upright, as players (and OpenCV) show it
             if self.recorded:
                 self._pacer.wait(ts)
             else:
@@ -461,6 +465,7 @@ class MediaMicrophone:
         self._buf_ns = None
         self._eof = False
         self._pacer = _Pacer(self.realtime and self.recorded)
+        self._live = _LiveClock()
 
     def _fill(self) -> bool:
         """Decode more audio into the buffer; False at the end of the stream."""
