@@ -12,6 +12,7 @@ import csv
 import functools
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -471,3 +472,26 @@ def test_a_portrait_phone_video_is_turned_upright(talk: Path, tmp_path: Path) ->
     cap.release()
     assert ok and bgr.shape == frames[1].shape
     assert np.abs(bgr[:, :, ::-1].astype(int) - frames[1].astype(int)).mean() < 2.0
+
+
+def test_run_on_a_video_opens_no_socket_and_writes_no_file(talk: Path, tmp_path: Path) -> None:
+    """System-call witness for the media path (PyAV/FFmpeg included): strace of ``affectlite run --video``."""
+    strace = _tool("strace")
+    log = tmp_path / "strace.log"
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = {**os.environ, "HOME": str(work), "TMPDIR": str(work)}
+    r = subprocess.run([strace, "-f", "-qq", "-e", "trace=openat,connect,socket,bind", "-o", str(log),
+                        sys.executable, "-m", "affectlite.cli", "run", "--video", str(talk), "--fast"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False)
+    if r.returncode != 0 and "ptrace" in r.stderr:
+        pytest.skip(f"strace cannot trace here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stderr
+    lines = log.read_text().splitlines()
+    assert any(str(talk) in ln for ln in lines), "strace did not see the video being read"
+    writes = [ln for ln in lines if "openat(" in ln and any(f in ln for f in ("O_WRONLY", "O_RDWR", "O_CREAT"))
+              and "= -1" not in ln and "/dev/null" not in ln]
+    net = [ln for ln in lines if ("connect(" in ln or "socket(" in ln or "bind(" in ln) and "= -1" not in ln]
+    assert writes == [] and net == [], writes[:5] + net[:5]
+    assert list(work.iterdir()) == []
+    assert any(json.loads(ln).get("text") for ln in r.stdout.splitlines() if ln.startswith('{"event": "result"'))
