@@ -101,6 +101,25 @@ def test_any_image_array_is_classified_or_refused(clf: Any, img: np.ndarray) -> 
     assert isinstance(r, EmotionResult)
 
 
+@settings(max_examples=n(25), **FAST)
+@given(st.lists(st.one_of(arrays(1, 4000), arrays(2, 8)), min_size=1, max_size=5))
+def test_voice_stream_survives_any_chunks(clf: Any, chunks: list[np.ndarray]) -> None:
+    from affectlite.voice import VoiceAnalyzer
+
+    if clf._voice is None:
+        clf.classify(audio=np.zeros(1600, np.int16))
+    va: VoiceAnalyzer = clf._voice
+    va.reset()
+    for c in chunks:
+        try:
+            va.push(c, 0)
+        except AffectliteError:
+            pass
+    # still usable after whatever came before: a good chunk goes through
+    assert isinstance(va.push(np.zeros(1600, np.int16), 0), list)
+    assert isinstance(va.flush(), list)
+
+
 def _option_keys() -> list[str]:
     import msgspec
 
