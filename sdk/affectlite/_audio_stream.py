@@ -140,7 +140,8 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int | None = 16
     if p.is_dir():
         raise SourceUnavailableError(f"audio file {p} is a folder, not an audio file")
     if not p.is_file():
-        raise SourceUnavailableError(f"audio file {p} does not exist")
+        what = "is not a regular file" if p.exists() else "does not exist"
+        raise SourceUnavailableError(f"audio file {p} {what}")
     try:
         import soundfile as sf
     except ImportError:

@@ -27,7 +27,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise SourceUnavailableError(f"image {p} is a folder, not an image file (for a folder of images use "
                                      "`affectlite run --images FOLDER`)")
     if not p.is_file():
-        raise SourceUnavailableError(f"image file {p} does not exist")
+        what = "is not a regular file" if p.exists() else "does not exist"
+        raise SourceUnavailableError(f"image file {p} {what}")
     from .._boundary import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, image_header_size
 
     try:

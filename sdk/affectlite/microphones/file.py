@@ -50,7 +50,8 @@ class FileMicrophone:
         if self.path.is_dir():
             raise SourceUnavailableError(f"audio file {self.path} is a folder, not an audio file")
         if not self.path.is_file():
-            raise SourceUnavailableError(f"audio file {self.path} does not exist")
+            what = "is not a regular file" if self.path.exists() else "does not exist"
+            raise SourceUnavailableError(f"audio file {self.path} {what}")
         self._start_stream()
         self._t0 = time.monotonic_ns()
         self._sent = 0
