@@ -355,6 +355,16 @@ def test_raising_callback_logs_one_traceback_not_one_per_event(caplog: pytest.Lo
         st = pipe.stats()
     assert st.callback_errors == 30
     assert sum(1 for r in caplog.records if r.exc_info) == 1 and len(caplog.records) <= 3
+    caplog.clear()
+
+    def bad_on_error(e: BaseException) -> None:
+        raise RuntimeError("on_error broke too")
+
+    with caplog.at_level(logging.WARNING, "affectlite.pipeline"), \
+            make(PipelineOptions().replace(**{"audio.enabled": False, "camera.every_frame": True}), on_result=bad,
+                 on_error=bad_on_error, camera=FakeCamera.from_images(frames(30))) as pipe:
+        assert pipe.wait(timeout=20)
+    assert sum(1 for r in caplog.records if r.exc_info) == 2 and len(caplog.records) <= 5
 
 
 def test_source_raising_unexpected_exceptions_is_reconnected_then_given_up() -> None:

@@ -967,8 +967,13 @@ class EmotionPipeline:
         if self._on_error is not None:
             try:
                 self._on_error(e)
-            except Exception:
-                log.exception("on_error raised")
+            except Exception as e2:
+                report, first, suppressed = self._limiter.should_report(f"on_error:{type(e2).__name__}")
+                if report and first:
+                    log.exception("on_error raised (the same error again is logged at most every 10 s)")
+                elif report:
+                    log.warning("on_error raised %s: %s (%d more times since the last report)", type(e2).__name__,
+                                e2, suppressed)
 
     # ------------------------------------------------------------------ recordings (offline, media time)
     def _decide_recorded(self) -> bool:
