@@ -209,7 +209,7 @@ def test_classification_metrics() -> None:
 # ------------------------------------------------------------------------------------------ shipped model
 @pytest.fixture(scope="module")
 def clf() -> TextClassifier:
-    return TextClassifier.create()
+    return TextClassifier.create(TextOptions(commercial=True))  # the GoEmotions model (text.tflite)
 
 
 def test_shipped_card_describes_the_featuriser_and_data() -> None:
@@ -266,7 +266,7 @@ def test_create_with_options_and_wrong_model(tmp_path: Path) -> None:
 def test_shipped_model_reaches_its_card_figures_on_dev() -> None:
     """Training/runtime parity: the runtime path (featuriser rebuilt from the card, idf from the file, int8
     model) reproduces on GoEmotions dev the int8 figures the recipe measured."""
-    res = evaluate_text(None, GOEMO / "dev.tsv")
+    res = evaluate_text(DEFAULT_TEXT_MODEL, GOEMO / "dev.tsv")
     card = load_card(card_path_for(DEFAULT_TEXT_MODEL))
     assert res["n"] == card.metrics["int8"]["n"]
     assert res["macro_f1"] == pytest.approx(card.metrics["int8"]["macro_f1"], abs=2e-3)
@@ -280,13 +280,14 @@ def test_eval_cli_hook_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 
     from affectlite.text import eval_text_main
 
-    assert eval_text_main(argparse.Namespace(data=str(GOEMO / "dev.tsv"), model=None, limit=300)) == 0
+    assert eval_text_main(argparse.Namespace(data=str(GOEMO / "dev.tsv"), model=str(DEFAULT_TEXT_MODEL),
+                                             limit=300)) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 300 and 0 <= out["macro_f1"] <= 1 and len(out["confusion"]) == 7
 
 
 def test_close_releases_the_model_and_later_calls_say_so() -> None:
-    clf = TextClassifier.create()
+    clf = TextClassifier.create(TextOptions(commercial=True))
     assert clf.classify("thank you so much, this is wonderful").label == "happy"
     name = clf.name
     clf.close()

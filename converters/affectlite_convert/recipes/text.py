@@ -235,7 +235,7 @@ def train_linear(x: Csr, y: np.ndarray, dim: int, *, optimizer: str = "lbfgs", s
         ``(W (dim, 7), b (7,), history)``.
     """
     if optimizer == "lbfgs":
-        scale = nb_ratios(x, y, dim) if nb else None
+        scale = nb_ratios(x, y, dim, weights=sample_weight) if nb else None
         return _train_lbfgs(x, y, dim, iters=steps, l2=l2, class_weight_power=class_weight_power,
                             eval_sets=eval_sets, eval_every=eval_every, scale=scale, sample_weight=sample_weight)
     if optimizer != "adam":
@@ -285,11 +285,12 @@ def train_linear(x: Csr, y: np.ndarray, dim: int, *, optimizer: str = "lbfgs", s
     return w, b, history
 
 
-def nb_ratios(x: Csr, y: np.ndarray, dim: int, alpha: float = 1.0) -> np.ndarray:
+def nb_ratios(x: Csr, y: np.ndarray, dim: int, alpha: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
     """Naive-Bayes log-count ratios, one column per class (class vs the rest), from binarised features.
 
     ``r_c = log((p_c / |p_c|_1) / (q_c / |q_c|_1))`` with ``p_c = alpha + `` the number of class-``c`` rows
-    that contain each feature and ``q_c`` the same over the other rows.
+    that contain each feature and ``q_c`` the same over the other rows. With ``weights`` each row counts
+    with its weight (e.g. so that every corpus of a multi-corpus training set counts the same).
 
     Returns:
         ``(dim, 7)`` float64.
@@ -297,7 +298,10 @@ def nb_ratios(x: Csr, y: np.ndarray, dim: int, alpha: float = 1.0) -> np.ndarray
     indptr, indices, data = x
     k = len(LABELS)
     rows_y = np.repeat(np.asarray(y, np.int64), np.diff(indptr))
-    counts = np.bincount(np.asarray(indices, np.int64) * k + rows_y, weights=(np.asarray(data) > 0).astype(np.float64),
+    present = (np.asarray(data) > 0).astype(np.float64)
+    if weights is not None:
+        present = present * np.repeat(np.asarray(weights, np.float64), np.diff(indptr))
+    counts = np.bincount(np.asarray(indices, np.int64) * k + rows_y, weights=present,
                          minlength=dim * k).reshape(dim, k)
     total = counts.sum(axis=1, keepdims=True)
     p = alpha + counts

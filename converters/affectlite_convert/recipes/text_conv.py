@@ -160,9 +160,9 @@ def load_variant(variant: str, root: str | Path, holdout_seed: int = 0) -> dict[
         cped = rd("zh/cped/valid_split.csv")
         c_hold, c_fit = _half(cped, holdout_seed)
         train = {"xdailydialog": rd("zh/xdailydialog/dialogues_text_Zh.txt"),
-                 "smp2020": cat("smp2020", [rd("zh/smp2020-ewect/virus_train.txt"),
-                                            rd("zh/smp2020-ewect/virus_eval_labeled.txt"), usual.subset(u_fit)]),
-                 "cped": cped.subset(c_fit)}
+                 "smp2020_virus": cat("smp2020_virus", [rd("zh/smp2020-ewect/virus_train.txt"),
+                                                        rd("zh/smp2020-ewect/virus_eval_labeled.txt")]),
+                 "smp2020_usual": usual.subset(u_fit), "cped": cped.subset(c_fit)}
         val = {"smp2020_usual_holdout": usual.subset(u_hold), "cped_valid_holdout": cped.subset(c_hold),
                "xdailydialog_dev": rd("zh/xdailydialog/zh_dev_human.txt")}
     else:
@@ -231,8 +231,22 @@ def _prepare(a: argparse.Namespace) -> tuple[dict[str, Any], TextFeaturizer, Csr
     log.info("data: %s", json.dumps(data["stats"]))
     texts, y, dom = _pool(data["train"])
     t0 = time.time()
-    feat = _featurizer(a.variant, texts, a.n_word, a.n_char, a.min_df)
-    log.info("idf fitted on %d texts in %.0fs", len(texts), time.time() - t0)
+    if a.from_run:  # the earlier run's idf (same data, same split): no refit; a sample of train for calibration
+        v = _V[a.variant]
+        base = TextFeaturizer.from_spec(default_text_spec(a.n_word, a.n_char, word_ngrams=v["word"],
+                                                          char_ngrams=v["char"]))
+        feat = base.with_idf(np.load(Path(a.from_run) / v["idf"], allow_pickle=False).astype(np.float32))
+        keep = np.sort(np.random.default_rng(0).choice(len(texts), size=min(len(texts), 6000), replace=False))
+        texts = [texts[int(i)] for i in keep]
+        y, dom = y[keep], [dom[int(i)] for i in keep]
+    elif a.idf_from:  # an earlier run's idf on the same training texts: skip the document-frequency pass
+        v = _V[a.variant]
+        base = TextFeaturizer.from_spec(default_text_spec(a.n_word, a.n_char, word_ngrams=v["word"],
+                                                          char_ngrams=v["char"]))
+        feat = base.with_idf(np.load(Path(a.idf_from) / v["idf"], allow_pickle=False).astype(np.float32))
+    else:
+        feat = _featurizer(a.variant, texts, a.n_word, a.n_char, a.min_df)
+        log.info("idf fitted on %d texts in %.0fs", len(texts), time.time() - t0)
     x = _featurize(feat, texts, "train")
     xv = {k: _featurize(feat, v.texts, k) for k, v in data["val"].items()}
     return data, feat, x, y, dom, xv
@@ -245,8 +259,9 @@ def _select(a: argparse.Namespace, out: Path) -> int:
         for power in a.grid_power:
             for dw in (True, False) if a.compare_domain_weighting else (True,):
                 t0 = time.time()
+                # the class weights live in sw (with domain weighting) or in train_linear (without): never both
                 sw = domain_weights(dom, y, power) if dw else None
-                w, b, hist = train_linear(x, y, feat.dim, l2=l2, class_weight_power=power, nb=a.nb,
+                w, b, hist = train_linear(x, y, feat.dim, l2=l2, class_weight_power=0.0 if dw else power, nb=a.nb,
                                           steps=a.steps, sample_weight=sw)
                 scores = validation_scores({k: sparse_logits(v, w, b) for k, v in xv.items()}, data["val"])
                 rec = {"l2": l2, "class_weight_power": power, "domain_weighting": dw, "nb": a.nb,
@@ -278,10 +293,19 @@ def _final(a: argparse.Namespace, out: Path) -> int:
     probe = val_texts[:300]
     if not np.array_equal(rebuilt.transform(probe), feat.transform(probe)):
         raise ConversionError("the featuriser rebuilt from the card spec differs from the training featuriser")
-    sw = domain_weights(dom, y, a.class_weight_power)
-    w, b, hist = train_linear(x, y, feat.dim, l2=a.l2, class_weight_power=a.class_weight_power, nb=a.nb,
-                              steps=a.steps, sample_weight=sw)
-    np.savez_compressed(out / "text_float_weights.npz", w=w, b=b)
+    if a.from_run:
+        w, b = _load_weights(Path(a.from_run))
+        hist = _load_card_field(Path(a.from_run) / v["file"], "history")
+    else:
+        sw = domain_weights(dom, y, a.class_weight_power)
+        # the class weights are inside sw: train_linear must not apply them a second time
+        w, b, hist = train_linear(x, y, feat.dim, l2=a.l2, class_weight_power=0.0, nb=a.nb,
+                                  steps=a.steps, sample_weight=sw)
+        np.savez_compressed(out / "text_float_weights.npz", w=w, b=b)
+    offsets = np.zeros(len(LABELS), np.float32)
+    if a.offsets:
+        offsets = np.asarray(json.loads(Path(a.offsets).read_text(encoding="utf-8"))["offsets"], np.float32)
+        b = (b + offsets).astype(np.float32)
     f_logits = {k: sparse_logits(xx, w, b) for k, xx in xv.items()}
     float_scores = validation_scores(f_logits, data["val"])
     log.info("float validation: %s", json.dumps({k: s["goal_value"] for k, s in float_scores.items()
@@ -303,7 +327,9 @@ def _final(a: argparse.Namespace, out: Path) -> int:
         "calibration": {"temperature": 1.0},
         "training": {"data": _DATA[a.variant], "terms": terms, "split": _SPLIT[a.variant],
                      "recipe": "affectlite_convert.recipes.text_conv", "language": a.variant.split("-")[0],
-                     "config": _config(a), "data_stats": data["stats"], "history": hist},
+                     "config": _config(a), "data_stats": data["stats"], "history": hist,
+                     "logit_offsets": {"values": [round(float(o), 4) for o in offsets],
+                                       "tuned_on": _offsets_origin(a.offsets)}},
         "metrics": {"split": split},
         "limitations": _LIMITS[a.variant],
     }
@@ -370,6 +396,98 @@ _LIMITS = {
 }
 
 
+def _load_weights(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    f = run / "text_float_weights.npz"
+    if not f.is_file():
+        raise InputError(f"{f} not found: --from-run must be the --out folder of a finished final run")
+    with np.load(f) as z:
+        return np.asarray(z["w"], np.float32), np.asarray(z["b"], np.float32)
+
+
+def _load_card_field(model: Path, key: str) -> Any:
+    try:
+        return json.loads(card_path_for(model).read_text(encoding="utf-8"))["training"].get(key)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _offsets_origin(path: str | None) -> str:
+    if not path:
+        return "none"
+    rep = json.loads(Path(path).read_text(encoding="utf-8"))
+    return str(rep.get("tuned_on", path))
+
+
+#: The validation sets whose goal metrics the offsets stage maximises (their mean).
+OBJECTIVE = {"en-conv": ("meld_dev", "dailydialog_validation", "goemotions_dev"),
+             "zh": ("smp2020_usual_holdout", "cped_valid_holdout")}
+
+
+def tune_mean_goal_offsets(logits: dict[str, np.ndarray], val: dict[str, TextCorpus], sets: Sequence[str],
+                           grid: Sequence[float] = tuple(np.round(np.linspace(-1.5, 1.5, 31), 2)),
+                           rounds: int = 3) -> tuple[np.ndarray, float]:
+    """Per-class additive logit offsets maximising the mean goal metric over ``sets`` (coordinate ascent).
+
+    Returns:
+        ``(offsets (7,), mean goal with them)``.
+    """
+    def score(off: np.ndarray) -> float:
+        return float(np.mean([classification_metrics(val[k].y, np.argmax(logits[k] + off, axis=1))[GOAL_METRIC[k]]
+                              for k in sets]))
+
+    off = np.zeros(len(LABELS))
+    best = score(off)
+    for _ in range(rounds):
+        improved = False
+        for c in range(len(LABELS)):
+            for g in grid:
+                trial = off.copy()
+                trial[c] = g
+                f = score(trial)
+                if f > best + 1e-9:
+                    best, off, improved = f, trial, True
+        if not improved:
+            break
+    return off, best
+
+
+def _offsets_stage(a: argparse.Namespace, out: Path) -> int:
+    """Tune per-class logit offsets on the validation sets for the mean goal; check them split-half by
+    dialogue (tuned on one half of every set's dialogues, scored on the other)."""
+    if not a.from_run:
+        raise InputError("--stage offsets needs --from-run DIR (a finished final run)")
+    v = _V[a.variant]
+    data = load_variant(a.variant, a.data, a.holdout_seed)
+    base = TextFeaturizer.from_spec(default_text_spec(a.n_word, a.n_char, word_ngrams=v["word"], char_ngrams=v["char"]))
+    feat = base.with_idf(np.load(Path(a.from_run) / v["idf"], allow_pickle=False).astype(np.float32))
+    w, b = _load_weights(Path(a.from_run))
+    sets = OBJECTIVE[a.variant]
+    val = data["val"]
+    z = {k: sparse_logits(feat.transform_sparse(val[k].texts), w, b) for k in sets}
+    halves: list[dict[str, Any]] = []
+    for h in (0, 1):
+        tune_idx = {k: _half(val[k], 1000 + a.holdout_seed)[h] for k in sets}
+        test_idx = {k: _half(val[k], 1000 + a.holdout_seed)[1 - h] for k in sets}
+        off_h, _ = tune_mean_goal_offsets({k: z[k][tune_idx[k]] for k in sets},
+                                          {k: val[k].subset(tune_idx[k]) for k in sets}, sets)
+        tv = {k: val[k].subset(test_idx[k]) for k in sets}
+        before = validation_scores({k: z[k][test_idx[k]] for k in sets}, tv)
+        after = validation_scores({k: z[k][test_idx[k]] + off_h for k in sets}, tv)
+        halves.append({"offsets": off_h.round(2).tolist(), "other_half_before": before["mean_goal"],
+                       "other_half_after": after["mean_goal"]})
+        log.info("split-half %d: %s", h, json.dumps(halves[-1]))
+    off, tuned = tune_mean_goal_offsets(z, val, sets)
+    before = validation_scores(z, {k: val[k] for k in sets})
+    rep = {"offsets": off.round(3).tolist(), "objective_sets": list(sets), "mean_goal_before": before["mean_goal"],
+           "mean_goal_after": round(tuned, 4), "split_half_check": halves,
+           "tuned_on": "validation sets " + ", ".join(sets) + " (all rows; split-half check by dialogue: "
+           + "; ".join(f"{x['other_half_before']:.4f} -> {x['other_half_after']:.4f}" for x in halves) + ")"}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "offsets.json", json.dumps(rep, indent=2) + "\n")
+    print(json.dumps(rep))
+    return 0
+
+
 def _config(a: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(a, k) for k in ("variant", "n_word", "n_char", "min_df", "l2", "class_weight_power", "nb",
                                        "steps", "holdout_seed")}
@@ -381,7 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=VARIANTS, required=True)
     p.add_argument("--data", required=True, help="the datasets folder (e.g. ../shared/datasets)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--stage", choices=["final", "select"], default="final")
+    p.add_argument("--stage", choices=["final", "select", "offsets"], default="final",
+                   help="final: train, convert, card; select: compare settings on validation; offsets: tune "
+                        "per-class logit offsets of a finished run (--from-run) for the mean goal metric")
+    p.add_argument("--from-run", default=None, help="final/offsets: reuse this final run's float weights and idf "
+                   "instead of training (e.g. to add --offsets and convert again)")
+    p.add_argument("--idf-from", default=None, help="reuse the idf file of an earlier run on the same training "
+                   "data (saves the document-frequency pass; the idf is identical)")
+    p.add_argument("--offsets", default=None, help="final: OUT/offsets.json of --stage offsets, added to the bias")
     p.add_argument("--n-word", type=int, default=1 << 17)
     p.add_argument("--n-char", type=int, default=1 << 17)
     p.add_argument("--min-df", type=int, default=2)
@@ -409,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.class_weight_power = v["power"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(a.out)
+    if a.stage == "offsets":
+        return _offsets_stage(a, out)
     return _select(a, out) if a.stage == "select" else _final(a, out)
 
 
