@@ -340,6 +340,12 @@ def _bench_voice_stream(opts: Any, vclf: Any, pcm: np.ndarray, seconds: float = 
     files = [model, card_path_for(model)]
     if vclf.front_end is not None:
         files += [se.FRONT_END_DIR / se.MEL_FILE, se.FRONT_END_DIR / se.EMBEDDING_FILE]
+    if type(an._vad).__name__ == "SileroVAD":  # the neural VAD's weights count too
+        from .vad_silero import default_model_path
+
+        vad_file = default_model_path()
+        if vad_file is not None:
+            files.append(vad_file)
     return {"audio_s": seconds, "rtf": round(cpu_s / seconds, 4), "rtf_wall": round(wall_s / seconds, 4),
             "results": results, "vad": str(opts.voice.vad), "hop_s": float(opts.voice.hop_s),
             "front_end": "speech_embedding" if vclf.front_end is not None else "log-mel",
