@@ -191,3 +191,18 @@ def test_fusion_voice_pool_splits_new_corpora_by_speaker(tmp_path: Path) -> None
         sel = np.array([s.startswith(c + ":") for s in spk])
         assert 0 < int(pool.half_a[sel].sum()) < int(sel.sum()), c
     assert int(pool.half_a[[s.startswith("ased:") for s in spk]].sum()) == 5 + 1  # 9 men: 5, 1 woman: 1
+
+
+def test_train_voice_front_end_option_picks_the_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from affectlite_convert.recipes import voice as recipe
+
+    for fe in ("speech_embedding", "logmel"):
+        assert recipe.main(["--front-end", fe, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+        assert "affectlite train: error: --data" in capsys.readouterr().err
+    if not se.front_end_status():
+        clip = tmp_path / "c" / "OAF" / "OAF_back_angry.wav"
+        clip.parent.mkdir(parents=True)
+        clip.write_bytes(b"")  # listed by name only: the options are refused before any audio is read
+        assert recipe.main(["--front-end=speech_embedding", "--data", str(tmp_path / "c"), "--out",
+                            str(tmp_path / "o"), "--variants", "mic0"]) == 2
+        assert "--variants must start with clean" in capsys.readouterr().err

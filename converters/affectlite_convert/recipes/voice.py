@@ -1048,7 +1048,22 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         Process exit status (0 on success, 2 on bad arguments or data).
     """
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    fe = argparse.ArgumentParser(add_help=False)
+    fe.add_argument("--front-end", choices=("logmel", "speech_embedding"), default="logmel")
+    known, _ = fe.parse_known_args(args_in)
+    if known.front_end == "speech_embedding":  # a head on the pretrained front end: its own recipe
+        from .voice_embedding import main as embedding_main
+
+        return embedding_main(args_in)
+    argv = [a for a in args_in if not a.startswith("--front-end")]
+    if "--front-end" in args_in:  # "--front-end logmel" as two words
+        i = args_in.index("--front-end")
+        argv = args_in[:i] + args_in[i + 2:]
     ap = argparse.ArgumentParser(prog="affectlite train voice", description=__doc__.split("\n")[0])
+    ap.add_argument("--front-end", choices=("logmel", "speech_embedding"), default="logmel",
+                    help="logmel: this recipe (the log-mel CNN); speech_embedding: a head on the pretrained front "
+                         "end (affectlite_convert.recipes.voice_embedding, its own options)")
     ap.add_argument("--data", required=True, action="append",
                     help="a speech corpus folder (repeat for each corpus: RAVDESS, TESS, CREMA-D, EmoDB names)")
     ap.add_argument("--out", required=True, help="output folder")

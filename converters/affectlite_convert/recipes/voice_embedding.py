@@ -244,6 +244,7 @@ def predict_clips(predict: Any, feats0: list[np.ndarray], idx: np.ndarray,
 # ------------------------------------------------------------------------------------- validation, final
 
 MODEL_NAME = "affectlite-voice"
+_E = "affectlite train: error:"  # the CLI's one error form (docs/reliability.md)
 #: Head settings, chosen on the leave-one-corpus-out table over 2 seeds (docs/voice.md).
 HEAD_DEFAULTS: dict[str, Any] = {"arch": "stats", "width": 128, "epochs": 20, "per_epoch": 12000}
 
@@ -571,15 +572,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     why = front_end_status(check_hash=True)
     if why:
-        print(f"error: {why}", file=sys.stderr)
+        print(_E, f"{why}", file=sys.stderr)
         return 2
     for d in args.data:
         if not Path(d).is_dir():
-            print(f"error: --data {d} is not a folder", file=sys.stderr)
+            print(_E, f"--data {d} is not a folder", file=sys.stderr)
             return 2
     items = list_corpora(args.data)
     if not items:
-        print(f"error: no labelled speech clips with speakers under {', '.join(args.data)}", file=sys.stderr)
+        print(_E, f"no labelled speech clips with speakers under {', '.join(args.data)}", file=sys.stderr)
         return 2
     try:
         seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
@@ -587,10 +588,10 @@ def main(argv: list[str] | None = None) -> int:
         seeds = []
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not variants or variants[0] != "clean" or any(v not in EMB_VARIANTS for v in variants):
-        print(f"error: --variants must start with clean and name only {', '.join(EMB_VARIANTS)}", file=sys.stderr)
+        print(_E, f"--variants must start with clean and name only {', '.join(EMB_VARIANTS)}", file=sys.stderr)
         return 2
     if not seeds or not 2 <= args.epochs <= 500 or not 8 <= args.width <= 1024 or args.per_epoch < 256:
-        print("error: --seeds must be comma-separated integers, --epochs within 2..500, --width within 8..1024, "
+        print(_E, "--seeds must be comma-separated integers, --epochs within 2..500, --width within 8..1024, "
               "--per-epoch >= 256", file=sys.stderr)
         return 2
     cfg = {"front_end": "speech_embedding", "arch": args.arch, "width": args.width, "epochs": args.epochs,
