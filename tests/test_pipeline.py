@@ -17,6 +17,7 @@ from affectlite.labels import LABELS
 from affectlite.pipeline import EmotionPipeline
 from affectlite.results import Box
 from affectlite.testing import FakeCamera, FakeMicrophone
+from affectlite.text import TEXT_MODELS
 
 
 def onehot(label: str) -> tuple[float, ...]:
@@ -380,7 +381,7 @@ def test_close_releases_every_model_file_while_the_pipeline_object_lives() -> No
         deadline = time.monotonic() + 10
         while not got and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert {"text.tflite", "fusion.tflite"} <= open_models() - before  # real models, loaded
+        assert {TEXT_MODELS["en"].name, "fusion.tflite"} <= open_models() - before  # real models, loaded
     assert got and got[0].text is not None
     assert open_models() - before == set()  # closed: nothing held, though `pipe` is still referenced
     with pytest.raises(PipelineError):
@@ -395,7 +396,7 @@ def test_classifier_close_releases_its_models_and_reloads_on_the_next_call() -> 
     clf = EmotionClassifier(PipelineOptions().replace(**{"fusion.strategy": "learned"}))
     crop = np.full((48, 48), 128, np.uint8)  # a face crop (FER2013-like) is classified directly
     r1 = clf.classify(image=crop, text="I am so happy today")
-    assert {"face.tflite", "text.tflite", "fusion.tflite"} <= open_models() - before
+    assert {"face.tflite", TEXT_MODELS["en"].name, "fusion.tflite"} <= open_models() - before
     clf.close()
     assert open_models() - before == set()
     r2 = clf.classify(image=crop, text="I am so happy today")  # models load again, same answer

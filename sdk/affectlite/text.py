@@ -88,7 +88,7 @@ COMMERCIAL_TEXT_MODEL = _MODELS_DIR / "text.tflite"
 DEFAULT_TEXT_MODEL = COMMERCIAL_TEXT_MODEL
 
 #: The default text models by language (research / non-commercial training data; docs/text.md).
-TEXT_MODELS: dict[str, Path] = {"en": COMMERCIAL_TEXT_MODEL}  # TEMP until the new models are trained
+TEXT_MODELS: dict[str, Path] = {"en": _MODELS_DIR / "text-en-conv.tflite", "zh": _MODELS_DIR / "text-zh.tflite"}
 
 _ANALYZERS = ("word", "char_wb")
 _SEP = "\x1f"
@@ -345,7 +345,8 @@ class TextFeaturizer:
 
         Returns:
             ``(indices, values, n_tokens)``: sorted int32 feature indices, their float32 values (TF-IDF,
-            normalised), and the number of word tokens. An empty or token-less text gives empty arrays.
+            normalised), and the number of word tokens (a run of Han or kana characters counts one per
+            character: Chinese has no spaces). An empty or token-less text gives empty arrays.
         """
         tokens = self.tokenize(text)
         idx_parts: list[np.ndarray] = []
@@ -370,7 +371,7 @@ class TextFeaturizer:
             idx_parts.append(keys)
             val_parts.append(tf)
         if not idx_parts:
-            return np.zeros(0, np.int32), np.zeros(0, np.float32), len(tokens)
+            return np.zeros(0, np.int32), np.zeros(0, np.float32), _count_tokens(tokens)
         idx = np.concatenate(idx_parts)
         val = np.concatenate(val_parts)
         if self.norm == "l2":
@@ -378,7 +379,7 @@ class TextFeaturizer:
             if nrm > 0:
                 val = val / nrm
         keep = val != 0
-        return idx[keep].astype(np.int32), val[keep].astype(np.float32), len(tokens)
+        return idx[keep].astype(np.int32), val[keep].astype(np.float32), _count_tokens(tokens)
 
     def transform_sparse(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR form of :meth:`transform`: ``(indptr, indices, data)``; row ``i`` is
@@ -433,6 +434,14 @@ class TextFeaturizer:
             idx, _, _ = plain.features(t)
             df[idx] += 1
         return df, len(texts)
+
+
+def _count_tokens(tokens: Sequence[str]) -> int:
+    """Word count of a token list; a token of Han / kana characters counts one per character."""
+    n = 0
+    for t in tokens:
+        n += len(t) if _script_of(t[0]) in ("Hani", "Kana") else 1
+    return n
 
 
 def smooth_idf(df: np.ndarray, n_docs: int, min_df: int = 1) -> np.ndarray:
