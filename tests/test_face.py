@@ -38,7 +38,8 @@ def _fer(shared: Path, split: str = "public_test") -> Path:
 
 def test_shipped_model_is_int8_with_its_card(clf: FaceExpressionClassifier) -> None:
     card = clf.card
-    assert card.name == "affectlite-face-fer2013" and card.task == "face"
+    assert card.name == "affectlite-face-ferplus" and card.task == "face"
+    assert card.inputs[0].preprocessing["equalize"] == "histogram"  # trained on equalised crops (issue 29)
     assert card.labels == LABELS
     assert card.inputs[0].kind == "image" and card.inputs[0].dtype == "int8"
     assert card.inputs[0].shape[1:] == (48, 48, 1)
