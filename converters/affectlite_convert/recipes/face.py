@@ -1,13 +1,21 @@
 """Recipe: train the face expression classifier on FER2013, quantize it to int8, write its card.
 
-Reproduce the shipped model with (it is two commands because the run was shortened part-way, at epoch 9,
-from a 40- to a 32-epoch cosine schedule to fit a shared 2-core machine; the card's ``training.recipe`` holds
-the exact commands)::
+The shipped model (``affectlite-face-ferplus`` 2.0.0) is trained on the FER+ votes (``--targets ferplus-soft``,
+:mod:`.face_ferplus`) with runtime histogram equalisation (``--equalize``, the default with FER+ targets; the
+card carries ``"equalize": "histogram"``). Its card's ``training.recipe`` holds the exact commands (three: the
+run was shortened and then extended to fit a shared 2-core machine)::
+
+    affectlite train face --data ../shared/datasets/fer2013 --out runs/face --targets ferplus-soft --epochs 14
+
+The previous model (1.0.0, FER2013 folder labels, no equalisation; the default ``--targets fer2013``) came
+from (two commands: shortened at epoch 9 from a 40- to a 32-epoch cosine schedule)::
 
     affectlite train face --data ../shared/datasets/fer2013 --out runs/face --width 20 --epochs 40 --stop-after 9
     affectlite train face --data ../shared/datasets/fer2013 --out runs/face --width 20 --epochs 32
 
-or ``python -m affectlite_convert.recipes.face --data ... --out ...``.
+or ``python -m affectlite_convert.recipes.face --data ... --out ...``. The notes on SWA, distillation and the
+other architectures below concern the FER2013-label model (``--teacher``, ``--swa-epochs`` and ``--align``
+work with ``--targets fer2013 --no-equalize`` only).
 
 Steps:
 
@@ -45,8 +53,10 @@ Steps:
    curve mid-run but ended at the same level: best 65.4% float, mirror averaging 65.1%, weights of epochs
    19-24 averaged 65.2%; not converted.)
 3. Quantize the best model to int8 with :func:`affectlite_convert.convert` (representative set: 100
-   training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``)
-   and write ``OUT/face.tflite`` + ``OUT/face.card.json`` (+ ``OUT/report/``).
+   training images per class, preprocessed by :mod:`affectlite.preprocess`; validation on ``public_test``,
+   with FER+ targets on its FER+ majority set) and write ``OUT/face.tflite`` + ``OUT/face.card.json``
+   (+ ``OUT/report/``); with FER+ targets the card also gets ``metrics.ferplus`` (:func:`add_ferplus_metrics`:
+   confusion matrix, original-label accuracy, contrast table).
 
 The input preprocessing the model expects is written to its card and implemented once in
 :mod:`affectlite.preprocess` (the runtime uses the same code on camera crops).
@@ -70,7 +80,8 @@ import numpy as np
 from affectlite._io import atomic_write_bytes, atomic_write_text
 from affectlite.labels import LABELS, canonical_label
 
-__all__ = ["IMAGE_SIZE", "PREPROCESSING", "align_crops", "build_model", "load_split", "main", "train"]
+__all__ = ["IMAGE_SIZE", "PREPROCESSING", "TARGETS", "add_ferplus_metrics", "align_crops", "build_model",
+           "equalize_images", "load_data", "load_split", "main", "preprocessing", "train"]
 
 IMAGE_SIZE = 48
 #: Channels of stages 1-4 of each architecture family of :func:`build_model`, in multiples of ``width``.
