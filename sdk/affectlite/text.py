@@ -933,7 +933,8 @@ def single_label_rows(rows: Sequence[tuple[str, Sequence[str]]], table: Mapping[
 
 
 def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[str] = LABELS) -> dict[str, Any]:
-    """Accuracy, macro-F1 (over classes present in ``y_true`` or predicted), weighted-F1 (per-class F1
+    """Accuracy, macro-F1 (over classes present in ``y_true`` or predicted), macro-F1 over the classes present
+    in ``y_true`` only (a corpus's own label set, e.g. SMP2020 without disgust), weighted-F1 (per-class F1
     weighted by true support), micro-F1 over the emotions (``neutral`` excluded from both the predictions and
     the truths counted, as DailyDialog papers report it), per-class recall/F1 and the confusion matrix
     (rows: true, columns: predicted)."""
@@ -967,6 +968,8 @@ def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[str] = LAB
         "accuracy": float(np.trace(cm) / n) if n else 0.0,
         "macro_f1": float(np.mean(list(f1s.values()))) if f1s else 0.0,
         "weighted_f1": float(weighted),
+        "macro_f1_true_labels": float(np.mean([f1s.get(labels[c], 0.0) for c in range(k) if support[c]]))
+        if n else 0.0,
         "micro_f1_emotions": float(micro_e),
         "per_class_recall": {k_: round(v, 4) for k_, v in recall.items()},
         "per_class_f1": {k_: round(v, 4) for k_, v in f1s.items()},
