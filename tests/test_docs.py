@@ -102,6 +102,7 @@ ALL_BLOCKS = [b for p in doc_files() if p.is_file() for b in blocks(p)]
 #: prefer a docs-test comment in the page itself.
 UNMARKED = {
     ("docs/voice.md", "affectlite train voice"): "trains the voice model on the datasets (an hour or more)",
+    ("docs/face.md", "affectlite train face"): "trains the face model on FER2013 (hours)",
     ("docs/media.md", 'pip install "affectlite['): "installs packages; talk.mp4 and lesson.mkv stand for your files",
     ("docs/media.md", "python3 tests/benchmarks/bench_media.py"): "a benchmark of several minutes",
     ("docs/text.md", "affectlite eval text --data ../shared/datasets/meld"): "evaluates whole corpora (a minute+)",
