@@ -102,6 +102,22 @@ def test_english_and_chinese_are_routed_to_their_models(clf: TextClassifier) -> 
     assert mixed.language == "zh" and mixed.model == zh.model
 
 
+@pytest.mark.parametrize("text,label", [
+    ("I'm so sorry for your loss, that's really sad.", "sad"),
+    ("This makes me so angry, stop lying to everyone", "angry"),
+    ("I'm really scared and nervous about the surgery", "fear"),
+    ("That is disgusting, gross.", "disgust"),
+    ("Oh my God!", "surprise"),
+    ("The meeting is at 3pm.", "neutral"),
+    ("我好难过，想哭", "sad"),
+    ("我好害怕", "fear"),
+    ("天哪！真的吗？", "surprise"),
+    ("今天下午三点开会。", "neutral"),
+])
+def test_obvious_sentences_in_both_languages(clf: TextClassifier, text: str, label: str) -> None:
+    assert clf.classify(text).label == label
+
+
 def test_batch_mixes_languages_in_input_order(clf: TextClassifier) -> None:
     texts = ["I love this so much!", "我今天非常生气", "Привет", "Thank you!"]
     probs, n_tok = clf.predict_proba(texts)
