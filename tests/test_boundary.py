@@ -601,3 +601,17 @@ def test_cli_stderr_filter_never_blocks_writers_when_stderr_goes_away() -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV, timeout=60)
     assert p.returncode == 0 and b"XNNPACK" not in p.stderr and p.stderr.count(b"x") == 1_000_000
     assert p.stderr.endswith(b"after\n")
+
+
+def test_read_goemotions_tsv_names_bad_encoding_and_unclosed_quotes(tmp_path: Path) -> None:
+    """The public TSV reader turns a non-UTF-8 file or a runaway quote into InputError naming the file."""
+    from affectlite.text import read_goemotions_tsv
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"hello \xff\xfe\t1\n")
+    with pytest.raises(InputError, match=r"bad\.tsv is not UTF-8 text .*convert it to UTF-8"):
+        read_goemotions_tsv(bad)
+    big = tmp_path / "big.tsv"
+    big.write_text('"' + "x" * 200_000 + "\t1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"big\.tsv: not a readable TSV .*unclosed quote"):
+        read_goemotions_tsv(big)

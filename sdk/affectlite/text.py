@@ -876,6 +876,15 @@ def read_goemotions_tsv(path: str | os.PathLike[str],
     p = Path(path)
     if not p.is_file():
         raise InputError(f"TSV file {p} not found (expected GoEmotions format: text<TAB>label ids<TAB>id)")
+    try:
+        return _read_tsv_rows(p, names)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); convert it to UTF-8") from None
+    except csv.Error as e:  # e.g. a field over the csv module's limit (an unclosed quote swallowing lines)
+        raise InputError(f"{p}: not a readable TSV ({e}); check for an unclosed quote") from None
+
+
+def _read_tsv_rows(p: Path, names: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
     rows: list[tuple[str, tuple[str, ...]]] = []
     with open(p, newline="", encoding="utf-8") as fh:
         for lineno, rec in enumerate(csv.reader(fh, delimiter="\t"), start=1):
