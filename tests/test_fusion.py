@@ -478,13 +478,13 @@ def test_shipped_fusion_head_was_trained_on_the_shipped_models() -> None:
     from affectlite._io import sha256_file
     from affectlite.face import DEFAULT_FACE_MODEL
     from affectlite.fusion import FusionHead, head_model_mismatches
-    from affectlite.text import DEFAULT_TEXT_MODEL
+    from affectlite.text import TEXT_MODELS
     from affectlite.voice import DEFAULT_MODEL as DEFAULT_VOICE_MODEL
 
     head = FusionHead.load()
     want = head.trained_for
     assert set(want) == {"face", "voice", "text"}
-    for m, path in (("face", DEFAULT_FACE_MODEL), ("voice", DEFAULT_VOICE_MODEL), ("text", DEFAULT_TEXT_MODEL)):
+    for m, path in (("face", DEFAULT_FACE_MODEL), ("voice", DEFAULT_VOICE_MODEL), ("text", TEXT_MODELS["en"])):
         assert sha256_file(path) == want[m], f"{m} model changed: retrain the head (`affectlite train fusion`)"
     assert head_model_mismatches(head, {"face": None, "voice": None, "text": None}) == []
 
@@ -531,3 +531,17 @@ def test_pipeline_warns_once_at_start_when_a_model_differs_from_the_heads(
             pipe.push_text("this is great")
         hits = [r for r in caplog.records if "learned fusion head" in r.getMessage()]
         assert len(hits) == (1 if warned else 0), [r.getMessage() for r in caplog.records]
+
+
+def test_commercial_text_variant_is_named_to_the_head_mismatch_check() -> None:
+    """text.commercial routes English to the GoEmotions model, which the shipped head did not learn: say so."""
+    from affectlite.fusion import FusionHead, head_model_mismatches
+    from affectlite.options import PipelineOptions
+    from affectlite.text import COMMERCIAL_TEXT_MODEL
+
+    head = FusionHead.load()
+    assert head_model_mismatches(head, PipelineOptions().model_paths()) == []
+    paths = PipelineOptions.from_dict({"text": {"commercial": True}}).model_paths()
+    assert paths["text"] == str(COMMERCIAL_TEXT_MODEL)
+    msgs = head_model_mismatches(head, paths)
+    assert len(msgs) == 1 and "text model" in msgs[0] and "fusion.strategy: late" in msgs[0]

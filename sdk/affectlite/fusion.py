@@ -525,9 +525,9 @@ def _default_model(modality: str) -> Path:
         from .voice import DEFAULT_MODEL
 
         return DEFAULT_MODEL
-    from .text import DEFAULT_TEXT_MODEL
+    from .text import TEXT_MODELS
 
-    return DEFAULT_TEXT_MODEL
+    return TEXT_MODELS["en"]  # what English text is routed to by default (the head's text inputs came from it)
 
 
 # ---------------------------------------------------------------------------------------------- options

@@ -106,23 +106,41 @@ def _model_key(path: str | os.PathLike[str]) -> str:
 
 
 def face_pool(fer_dir: Path, model: str | None, cache: Path, seed: int) -> Pool:
-    """Face probabilities of FER2013 public_test through the runtime face classifier."""
+    """Face probabilities of FER2013 public_test through the runtime face classifier.
+
+    The labels are the ones the face model learned: a model whose card carries ``metrics.ferplus`` (trained on
+    the FER+ votes) is scored against the FER+ majority of each image (images without a strict majority in our
+    seven labels, or unmatched, left out); a FER2013-label model against the folder labels. Scoring a FER+ model
+    against the FER2013 labels would teach the head FER2013's label noise and favour it unfairly.
+    """
+    from affectlite.card import card_path_for, load_card
     from affectlite.face import DEFAULT_FACE_MODEL as FACE_MODEL
     from affectlite.face import FaceExpressionClassifier, _list_images, _read_image
 
+    path = Path(model or FACE_MODEL)
     f = cache / f"face_public_test_{_model_key(model or FACE_MODEL)}.npz"
+    items, _ = _list_images(fer_dir / "public_test")
     if f.is_file():
         z = np.load(f)
         probs, y = z["probs"], z["y"]
     else:
-        items, _ = _list_images(fer_dir / "public_test")
         clf = FaceExpressionClassifier.create(model)
         probs = np.asarray([clf.classify_crops([_read_image(p)])[0] for p, _ in items])
         y = np.asarray([lab for _, lab in items])
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(f, probs=probs, y=y)
+    source = "FER2013 labels"
+    if "ferplus" in load_card(card_path_for(path)).metrics:
+        from .face_ferplus import load_votes, majority_labels, split_files
+
+        majority = dict(zip(split_files(fer_dir, "public_test"), majority_labels(load_votes(fer_dir, "public_test")),
+                            strict=True))
+        yf = np.asarray([majority.get(p.relative_to(fer_dir).as_posix(), -1) for p, _ in items], dtype=np.int64)
+        keep = yf >= 0
+        probs, y = probs[keep], yf[keep]
+        source = "FER+ majority labels (the face model trained on the FER+ votes)"
     return Pool("face", probs, y, np.ones(len(y)), _stratified_half(y, seed),
-                f"FER2013 public_test ({len(y)} images), shipped face model (trained on FER2013 train)")
+                f"FER2013 public_test ({len(y)} images, {source}), shipped face model (trained on FER2013 train)")
 
 
 def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cache: Path) -> Pool:
@@ -192,17 +210,23 @@ def voice_pool(ravdess_dir: Path, voice_cv: Path | None, model: str | None, cach
 def text_pool(goemo_dir: Path, model: str | None, cache: Path, seed: int) -> Pool:
     """Text probabilities of GoEmotions dev single-label rows through the runtime text classifier."""
     from affectlite.options import TextOptions
-    from affectlite.text import DEFAULT_TEXT_MODEL as TEXT_MODEL
-    from affectlite.text import TextClassifier, goemotions_common_table, read_goemotions_tsv, single_label_rows
+    from affectlite.text import (
+        TEXT_MODELS,
+        TextClassifier,
+        goemotions_common_table,
+        read_goemotions_tsv,
+        single_label_rows,
+    )
 
-    f = cache / f"text_dev_{_model_key(model or TEXT_MODEL)}.npz"
+    text_model = model or str(TEXT_MODELS["en"])  # the model the runtime routes English text to by default
+    f = cache / f"text_dev_{_model_key(text_model)}.npz"
     if f.is_file():
         z = np.load(f)
         probs, y, ntok = z["probs"], z["y"], z["ntok"]
     else:
         table = goemotions_common_table(goemo_dir)
         texts, y, _ = single_label_rows(read_goemotions_tsv(goemo_dir / "dev.tsv", list(table)), table)
-        clf = TextClassifier.create(TextOptions(model_path=model))
+        clf = TextClassifier.create(TextOptions(model_path=text_model))
         chunks = [clf.predict_proba(texts[i:i + 64]) for i in range(0, len(texts), 64)]
         probs = np.concatenate([c[0] for c in chunks])
         ntok = np.asarray([n for c in chunks for n in c[1]])
