@@ -190,24 +190,9 @@ def _wav_blocks(w: wave.Wave_read, p: Path, n: int) -> Iterator[np.ndarray]:
             raw = w.readframes(n)
         except (wave.Error, EOFError) as e:
             raise InputError(f"cannot decode WAV file {p}: {e}") from None
-        usable = len(raw) // (width * ch) * (width * ch)
-        if usable == 0:
+        if len(raw) < width * ch:
             return
-        raw = raw[:usable]
-        if width == 1:
-            x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-        elif width == 2:
-            x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-        elif width == 3:
-            b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-            v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-            v = np.where(v >= 1 << 23, v - (1 << 24), v)
-            x = v.astype(np.float32) / float(1 << 23)
-        else:
-            x = (np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-        if ch > 1:
-            x = x.reshape(-1, ch).mean(axis=1)
-        yield x.astype(np.float32, copy=False)
+        yield af.pcm_to_mono(raw, width, ch)
 
 
 def _resampled(blocks: Iterator[np.ndarray], rate: int, sample_rate: int | None, p: Path) -> Iterator[np.ndarray]:

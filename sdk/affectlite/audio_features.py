@@ -43,6 +43,7 @@ __all__ = [
     "mel_filterbank",
     "n_frames",
     "normalise",
+    "pcm_to_mono",
     "resample",
     "to_float32",
     "window_samples",
@@ -493,6 +494,18 @@ def _read_wav(p: Path) -> tuple[np.ndarray, int]:
     except (wave.Error, EOFError) as e:
         raise InputError(f"cannot decode WAV file {p} with the standard library ({e}); float and "
                          "compressed WAV need soundfile: pip install soundfile") from None
+    if width not in (1, 2, 3, 4):
+        raise InputError(f"WAV file {p}: unsupported sample width {width} bytes")
+    return pcm_to_mono(raw, width, ch), rate
+
+
+def pcm_to_mono(raw: bytes, width: int, channels: int) -> np.ndarray:
+    """Little-endian integer PCM (``width`` 1-4 bytes, interleaved channels) as mono float32 in [-1, 1).
+
+    Trailing bytes of an incomplete frame are ignored; channels are averaged.
+    """
+    frame = width * channels
+    raw = raw[: len(raw) // frame * frame]
     if width == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
@@ -502,10 +515,8 @@ def _read_wav(p: Path) -> tuple[np.ndarray, int]:
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         v = np.where(v >= 1 << 23, v - (1 << 24), v)
         x = v.astype(np.float32) / float(1 << 23)
-    elif width == 4:
-        x = (np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
     else:
-        raise InputError(f"WAV file {p}: unsupported sample width {width} bytes")
-    if ch > 1:
-        x = x[: (x.size // ch) * ch].reshape(-1, ch).mean(axis=1)
-    return x.astype(np.float32), rate
+        x = (np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1)
+    return x.astype(np.float32, copy=False)
