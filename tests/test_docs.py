@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 import affectlite
+from _browser import headless_chromium
 from affectlite import _profile_files
 from affectlite.samples import sample_paths
 
@@ -278,24 +279,8 @@ def served(site: Path) -> Iterator[str]:
 
 
 def _browser() -> Any:
-    """Headless Chromium as tests/test_kiosk.py starts it (no background networking), or skip."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium)")
-    if chromium is None or driver is None:
-        pytest.skip("headless Chromium test needs the Debian packages chromium and chromium-driver")
-    o = webdriver.ChromeOptions()
-    o.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-              "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='docs-chrome-')}",
-              "--window-size=1280,900", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
-        o.add_argument(a)
-    return webdriver.Chrome(service=Service(driver), options=o)
+    """Headless Chromium as tests/test_kiosk.py starts it, behind a dead proxy (loopback only)."""
+    return headless_chromium("docs", "1280,900", ("--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"))
 
 
 def test_home_and_api_reference_render_in_headless_chromium(served: str) -> None:

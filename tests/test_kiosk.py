@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _browser import headless_chromium
 from _examples_support import doubles, load_example, peaked, scripted_camera, shipped_models_present
 from affectlite import EmotionResult, PipelineOptions
 from affectlite.errors import ConfigError
@@ -345,23 +346,7 @@ def test_snapshot_page_embeds_the_state_safely(server: Any) -> None:
 # ------------------------------------------------------------------------------------------ browser
 def _browser() -> Any:
     """A headless Chromium driven by selenium, or skip saying what is missing."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium)")
-    if chromium is None or driver is None:
-        pytest.skip("headless Chromium test needs the Debian packages chromium and chromium-driver")
-    o = webdriver.ChromeOptions()
-    o.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-              "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='kiosk-chrome-')}",
-              "--window-size=1280,800"):
-        o.add_argument(a)
-    return webdriver.Chrome(service=Service(driver), options=o)
+    return headless_chromium("kiosk", "1280,800")
 
 
 def _wait(cond: Any, timeout: float = 10.0) -> Any:

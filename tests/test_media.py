@@ -16,13 +16,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from _browser import headless_chromium
 
 pytest.importorskip("av")
 
@@ -251,22 +252,8 @@ def test_analyze_two_files_writes_both_reports_and_the_index(analysed: Path) -> 
 
 
 def test_report_timeline_renders_in_headless_chromium_offline(analysed: Path, tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_bin = shutil.which("chromedriver")
-    if chromium is None or driver_bin is None:
-        pytest.skip("needs the Debian packages chromium and chromium-driver")
-    o = webdriver.ChromeOptions()
-    o.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-              "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='report-chrome-')}",
-              "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-              "--window-size=1200,1000"):
-        o.add_argument(a)
-    drv = webdriver.Chrome(service=Service(driver_bin), options=o)
+    drv = headless_chromium("report", "1200,1000", ("--proxy-server=http://127.0.0.1:9",
+                                                   "--host-resolver-rules=MAP * ~NOTFOUND"))
     try:
         drv.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
         drv.get((analysed / "talk" / "report.html").as_uri())
