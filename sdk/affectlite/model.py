@@ -72,7 +72,7 @@ class Model:
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, card: ModelCard | str | os.PathLike[str] | None = None,
              backend: str = "auto", num_threads: int | None = None, delegates: Sequence[str] = (),
-             check_hash: bool = True, expected_task: str | None = None) -> Model:
+             check_hash: bool = True, expected_task: str | None = None, default_delegates: bool = True) -> Model:
         """Load a ``.tflite`` and its card, and check that they match.
 
         Args:
@@ -84,6 +84,8 @@ class Model:
             check_hash: Verify the card's ``model_sha256`` against the file, before the interpreter parses it
                 (a corrupted model can crash a TFLite interpreter; the hash keeps damaged files out).
             expected_task: Refuse a card whose ``task`` differs (e.g. a voice model given as face model).
+            default_delegates: Let the backend apply its default delegate (XNNPACK); ``False``: builtin kernels
+                only (see :func:`affectlite.interpreters.create_interpreter`).
 
         Raises:
             ModelLoadError: file missing, corrupt or truncated.
@@ -107,7 +109,8 @@ class Model:
                     f"{c.model_sha256[:12]}... does not match the file {p} (sha256 {actual[:12]}...): the model was "
                     "replaced, truncated or corrupted, so it was not loaded; restore the file, or re-run "
                     "`affectlite convert` to write a matching card")
-        interp, used = create_interpreter(p, backend=backend, num_threads=num_threads, delegates=delegates)
+        interp, used = create_interpreter(p, backend=backend, num_threads=num_threads, delegates=delegates,
+                                          default_delegates=default_delegates)
         try:
             in_det, out_det = interp.get_input_details(), interp.get_output_details()
         except Exception as e:  # e.g. UnicodeDecodeError on a corrupted tensor name
@@ -127,14 +130,21 @@ class Model:
         """The interpreter's output tensor details."""
         return list(self._out)
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def run(self, *inputs: np.ndarray, quantized: bool = False) -> list[np.ndarray]:
         """Run one inference on float inputs; returns float32 outputs.
 
         Inputs are quantised with each input tensor's own scale/zero-point; outputs dequantised likewise.
         A batch dimension that differs from the model's resizes the input tensor.
 
+        Args:
+            inputs: One array per model input.
+            quantized: The inputs are already in each input tensor's dtype (quantised by the caller with the
+                scale/zero-point of :attr:`input_details`, e.g. a sparse text vector filled in directly):
+                they are passed as they are.
+
         Raises:
-            InputError: wrong number of inputs, or a shape the model cannot take.
+            InputError: wrong number of inputs, or a shape the model cannot take; with ``quantized``, an input
+                whose dtype is not the tensor's.
         """
         if len(inputs) != len(self._in):
             raise InputError(f"{self.card.name}: expected {len(self._in)} input(s), got {len(inputs)}")
@@ -158,6 +168,12 @@ class Model:
                 self._out = self._interp.get_output_details()
             for det, x in zip(self._in, inputs, strict=True):
                 arr = np.asarray(x)
+                if quantized:
+                    if arr.dtype != np.dtype(det["dtype"]):
+                        raise InputError(f"{self.card.name}: input {det['name']!r} is {np.dtype(det['dtype'])}, "
+                                         f"got an already-quantised array of {arr.dtype}")
+                    self._interp.set_tensor(det["index"], arr)
+                    continue
                 if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                     raise InputError(f"{self.card.name}: input {det['name']!r} contains NaN or infinity")
                 self._interp.set_tensor(det["index"], quantize(arr, det))
@@ -167,12 +183,13 @@ class Model:
                 raise ModelLoadError(f"{self.card.name}: inference failed: {e}") from None
             return [dequantize(self._interp.get_tensor(d["index"]), d) for d in self._out]
 
-    def predict_proba(self, *inputs: np.ndarray) -> np.ndarray:
+    def predict_proba(self, *inputs: np.ndarray, quantized: bool = False) -> np.ndarray:
         """Class probabilities ``(batch, n_labels)``, calibrated with the card's temperature.
 
-        Works whether the model ends in a softmax (``kind: probabilities``) or emits logits.
+        Works whether the model ends in a softmax (``kind: probabilities``) or emits logits. ``quantized``: as
+        in :meth:`run`.
         """
-        out = self.run(*inputs)[0].astype(np.float64)
+        out = self.run(*inputs, quantized=quantized)[0].astype(np.float64)
         if out.ndim == 1:
             out = out[None, :]
         t = self.card.temperature

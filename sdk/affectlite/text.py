@@ -563,11 +563,43 @@ class _Head:
             raise ModelCardError(f"{model.card.source or model.card.name}: model input has {in_shape[-1]} "
                                  f"features but the featuriser spec produces {featurizer.dim}")
 
+    def predict_sparse(self, rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Probabilities of sparse feature rows ``(indices, values)``.
+
+        An int8/uint8 input is filled in quantised directly (zero point everywhere, the few non-zero features
+        quantised exactly as :func:`affectlite.model.quantize` would): quantising the dense 262,144-wide row
+        cost more than the model itself.
+        """
+        model = self.model
+        if model is None:
+            raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
+        det = model.input_details[0]
+        dtype = np.dtype(det["dtype"])
+        qp = det.get("quantization_parameters") or {}
+        scales, zeros = qp.get("scales"), qp.get("zero_points")
+        n, dim = len(rows), self.featurizer.dim
+        if dtype.kind in "iu" and scales is not None and len(scales) and float(scales[0]) != 0:
+            scale = float(scales[0])
+            zero = int(zeros[0]) if zeros is not None and len(zeros) else 0
+            info = np.iinfo(dtype)
+            xq = np.full((n, dim), zero, dtype=dtype)
+            for r, (idx, val) in enumerate(rows):
+                q = np.round(np.asarray(val, dtype=np.float32) / scale + zero)
+                xq[r, idx] = np.clip(q, info.min, info.max).astype(dtype)
+            return model.predict_proba(xq, quantized=True)
+        x = np.zeros((n, dim), np.float32)
+        for r, (idx, val) in enumerate(rows):
+            x[r, idx] = val
+        return model.predict_proba(x)
+
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str, num_threads: int | None) -> _Head:
         from .model import Model
 
-        model = Model.load(path, backend=backend, num_threads=num_threads, expected_task="text")
+        # no XNNPACK: it repacks the 262,144-input dense layer into a second copy (21.6 -> 5.4 MB RSS per model)
+        # and is slower on it (0.64 -> 0.50 ms per call, one thread); see docs/research/2026-12-07-text.md
+        model = Model.load(path, backend=backend, num_threads=num_threads, expected_task="text",
+                           default_delegates=False)
         spec_holder = model.card.inputs[0]
         if spec_holder.kind != "text_features":
             raise ModelCardError(f"{model.card.source or model.card.name}: inputs[0].kind is "
@@ -739,7 +771,7 @@ class TextClassifier:
         n_tokens = [0] * n
         langs = [""] * n
         names = [""] * n
-        groups: dict[int, tuple[_Head, list[int], list[np.ndarray]]] = {}
+        groups: dict[int, tuple[_Head, list[int], list[tuple[np.ndarray, np.ndarray]]]] = {}
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise InputError(f"text must be a str, got {type(t).__name__} (item {i}); decode bytes first")
@@ -752,16 +784,13 @@ class TextClassifier:
             n_tokens[i] = nt
             if len(idx) == 0:
                 continue
-            x = np.zeros(head.featurizer.dim, np.float32)
-            x[idx] = val
             g = groups.setdefault(id(head), (head, [], []))
             g[1].append(i)
-            g[2].append(x)
+            g[2].append((idx, val))
         for head, which, rows in groups.values():
             with self._lock:
                 self._check_open()
-                assert head.model is not None
-                p = head.model.predict_proba(np.stack(rows))
+                p = head.predict_sparse(rows)
             for r, i in enumerate(which):
                 out[i] = map_distribution(head.labels, p[r], head.mapping)
         return out, n_tokens, langs, names
