@@ -13,6 +13,9 @@ the model card (``inputs[0].preprocessing``, input ``kind: "text_features"``)::
       "blocks": [                        # each block owns its own slice of the vector, in this order
         {"name": "word", "analyzer": "word", "ngram_range": [1, 3], "n_features": 131072, "weight": 1.0},
         {"name": "char", "analyzer": "char_wb", "ngram_range": [1, 6], "n_features": 131072, "weight": 1.0}
+        # optional blocks over the PREVIOUS turn of the conversation ("source": "context", own names so
+        # their hashes never meet the text's), usually down-weighted; empty when there is no previous turn:
+        # {"name": "ctx_word", "source": "context", "analyzer": "word", ...}
       ],
       "sublinear_tf": true,              # tf -> 1 + ln(tf)
       "idf_file": "text.idf.npy",        # float vector (n_features,), relative to the model's folder
@@ -91,6 +94,7 @@ DEFAULT_TEXT_MODEL = COMMERCIAL_TEXT_MODEL
 TEXT_MODELS: dict[str, Path] = {"en": _MODELS_DIR / "text-en-conv.tflite", "zh": _MODELS_DIR / "text-zh.tflite"}
 
 _ANALYZERS = ("word", "char_wb")
+_SOURCES = ("text", "context")
 _SEP = "\x1f"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -107,6 +111,7 @@ class FeatureBlock:
         ngram_max: Largest n.
         n_features: Size of the block's slice (number of hash buckets).
         weight: Scale of the block after its own L2 normalisation.
+        source: ``"text"`` (the utterance) or ``"context"`` (the previous turn of the conversation).
     """
 
     name: str
@@ -115,6 +120,7 @@ class FeatureBlock:
     ngram_max: int
     n_features: int
     weight: float = 1.0
+    source: str = "text"
 
 
 def default_text_spec(n_word: int = 1 << 17, n_char: int = 1 << 17, word_ngrams: tuple[int, int] = (1, 3),
@@ -186,6 +192,8 @@ class TextFeaturizer:
                 raise _spec_error(f"block {b.name!r}: n_features must be positive, got {b.n_features}")
             if not (math.isfinite(b.weight) and b.weight >= 0):
                 raise _spec_error(f"block {b.name!r}: weight must be a finite number >= 0, got {b.weight}")
+            if b.source not in _SOURCES:
+                raise _spec_error(f"block {b.name!r}: source {b.source!r} is not one of {_SOURCES}")
         if len({b.name for b in blocks}) != len(blocks):
             raise _spec_error("block names must be distinct")
         if unicode_normalization not in (None, "NFC", "NFKC", "NFD", "NFKD"):
@@ -253,7 +261,8 @@ class TextFeaturizer:
                 lo, hi = (int(v) for v in b["ngram_range"])
                 blocks.append(FeatureBlock(name=str(b.get("name", f"b{i}")), analyzer=str(b["analyzer"]),
                                            ngram_min=lo, ngram_max=hi, n_features=int(b["n_features"]),
-                                           weight=float(b.get("weight", 1.0))))
+                                           weight=float(b.get("weight", 1.0)),
+                                           source=str(b.get("source", "text"))))
             except (KeyError, TypeError, ValueError) as e:
                 raise _spec_error(f"blocks[{i}] needs analyzer, ngram_range [min, max] and n_features "
                                   f"({type(e).__name__}: {e})") from None
@@ -282,7 +291,8 @@ class TextFeaturizer:
             "unicode_normalization": self.unicode_normalization, "lowercase": self.lowercase,
             "max_repeat": self.max_repeat, "max_chars": self.max_chars, "token_pattern": self.token_pattern,
             "blocks": [{"name": b.name, "analyzer": b.analyzer, "ngram_range": [b.ngram_min, b.ngram_max],
-                        "n_features": b.n_features, "weight": b.weight} for b in self.blocks],
+                        "n_features": b.n_features, "weight": b.weight,
+                        **({"source": b.source} if b.source != "text" else {})} for b in self.blocks],
             "sublinear_tf": self.sublinear_tf, "norm": self.norm, "n_features": self.dim,
         }
         if idf_file is not None:
@@ -340,19 +350,33 @@ class TextFeaturizer:
                         add(w[i:i + n])
         return counts
 
-    def features(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
+    @property
+    def uses_context(self) -> bool:
+        """Whether some block reads the previous turn (``source: "context"``)."""
+        return any(b.source == "context" for b in self.blocks)
+
+    def features(self, text: str, context: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         """Sparse features of one text.
+
+        Args:
+            text: The utterance.
+            context: The previous turn of the conversation, for ``source: "context"`` blocks (``None`` or
+                ``""``: none; ignored by a featuriser without such blocks).
 
         Returns:
             ``(indices, values, n_tokens)``: sorted int32 feature indices, their float32 values (TF-IDF,
-            normalised), and the number of word tokens (a run of Han or kana characters counts one per
-            character: Chinese has no spaces). An empty or token-less text gives empty arrays.
+            normalised), and the number of word tokens of ``text`` (a run of Han or kana characters counts one
+            per character: Chinese has no spaces). An empty or token-less text gives empty arrays, whatever
+            the context.
         """
         tokens = self.tokenize(text)
+        if not tokens:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32), 0
+        ctx_tokens = self.tokenize(context) if context and self.uses_context else []
         idx_parts: list[np.ndarray] = []
         val_parts: list[np.ndarray] = []
         for off, b in zip(self._offsets, self.blocks, strict=False):
-            counts = self._block_counts(tokens, b)
+            counts = self._block_counts(ctx_tokens if b.source == "context" else tokens, b)
             if not counts:
                 continue
             keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
@@ -381,20 +405,22 @@ class TextFeaturizer:
         keep = val != 0
         return idx[keep].astype(np.int32), val[keep].astype(np.float32), _count_tokens(tokens)
 
-    def transform_sparse(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def transform_sparse(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR form of :meth:`transform`: ``(indptr, indices, data)``; row ``i`` is
         ``indices[indptr[i]:indptr[i+1]]`` with values ``data[...]``.
 
         Raises:
-            InputError: an item is not a string.
+            InputError: an item is not a string, or ``contexts`` has another length than ``texts``.
         """
+        ctx = _check_contexts(texts, contexts)
         indptr = [0]
         idx_parts: list[np.ndarray] = []
         val_parts: list[np.ndarray] = []
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise InputError(f"text item {i} must be a str, got {type(t).__name__}")
-            idx, val, _ = self.features(t)
+            idx, val, _ = self.features(t, ctx[i])
             idx_parts.append(idx)
             val_parts.append(val)
             indptr.append(indptr[-1] + len(idx))
@@ -402,11 +428,12 @@ class TextFeaturizer:
         data = np.concatenate(val_parts) if val_parts else np.zeros(0, np.float32)
         return np.asarray(indptr, dtype=np.int64), indices.astype(np.int32), data.astype(np.float32)
 
-    def transform(self, texts: Sequence[str]) -> np.ndarray:
+    def transform(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> np.ndarray:
         """Dense features of several texts.
 
         Args:
             texts: Strings (a single ``str`` is refused, to avoid featurising its characters one by one).
+            contexts: The previous turn of each text (``None``: none), for context blocks.
 
         Returns:
             ``float32`` array of shape ``(len(texts), dim)``.
@@ -416,24 +443,38 @@ class TextFeaturizer:
         """
         if isinstance(texts, (str, bytes)):
             raise InputError("transform() takes a sequence of strings; wrap a single text as [text]")
-        indptr, indices, data = self.transform_sparse(texts)
+        indptr, indices, data = self.transform_sparse(texts, contexts)
         out = np.zeros((len(indptr) - 1, self.dim), dtype=np.float32)
         rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         out[rows, indices] = data
         return out
 
-    def document_frequency(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+    def document_frequency(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
+                           ) -> tuple[np.ndarray, int]:
         """Per-feature count of texts that contain the feature (for fitting idf).
 
         Returns:
             ``(df, n_texts)``.
         """
+        ctx = _check_contexts(texts, contexts)
         plain = self.with_idf(None)
         df = np.zeros(self.dim, dtype=np.int64)
-        for t in texts:
-            idx, _, _ = plain.features(t)
+        for t, c in zip(texts, ctx, strict=True):
+            idx, _, _ = plain.features(t, c)
             df[idx] += 1
         return df, len(texts)
+
+
+def _check_contexts(texts: Sequence[str], contexts: Sequence[str | None] | None) -> Sequence[str | None]:
+    if contexts is None:
+        return [None] * len(texts)
+    if isinstance(contexts, (str, bytes)) or len(contexts) != len(texts):
+        raise InputError(f"contexts must be a sequence with one previous turn (or None) per text: "
+                         f"{len(texts)} texts")
+    for i, c in enumerate(contexts):
+        if c is not None and not isinstance(c, str):
+            raise InputError(f"context item {i} must be a str or None, got {type(c).__name__}")
+    return contexts
 
 
 def _count_tokens(tokens: Sequence[str]) -> int:
@@ -762,9 +803,11 @@ class TextClassifier:
                 self._heads[key] = h
         return h
 
-    def _run(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int], list[str], list[str]]:
+    def _run(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
+             ) -> tuple[np.ndarray, list[int], list[str], list[str]]:
         if isinstance(texts, (str, bytes)):
             raise InputError("predict_proba() takes a sequence of strings; use classify() for one text")
+        ctx = _check_contexts(texts, contexts)
         self._check_open()
         n = len(texts)
         out = np.tile(np.asarray(uniform_probabilities(), np.float32), (n, 1))
@@ -780,7 +823,7 @@ class TextClassifier:
             if head is None:
                 continue  # no model for this language: uniform, 0 tokens -> no weight in fusion
             names[i] = head.name
-            idx, val, nt = head.featurizer.features(t)
+            idx, val, nt = head.featurizer.features(t, ctx[i])
             n_tokens[i] = nt
             if len(idx) == 0:
                 continue
@@ -795,8 +838,19 @@ class TextClassifier:
                 out[i] = map_distribution(head.labels, p[r], head.mapping)
         return out, n_tokens, langs, names
 
-    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    @property
+    def uses_context(self) -> bool:
+        """Whether a loaded model reads the previous turn (``context``); models not yet loaded are not asked."""
+        return any(isinstance(h, _Head) and h.featurizer.uses_context for h in self._heads.values())
+
+    def predict_proba(self, texts: Sequence[str], contexts: Sequence[str | None] | None = None
+                      ) -> tuple[np.ndarray, list[int]]:
         """Calibrated probabilities over :data:`affectlite.LABELS` for several texts (routed by language).
+
+        Args:
+            texts: The texts.
+            contexts: The previous turn of each text's conversation (``None`` items: none), used by models
+                whose featuriser has context blocks and ignored by the others.
 
         Returns:
             ``(probs, n_tokens)``: ``float32`` ``(n, len(LABELS))`` and the token count of each text. A text
@@ -804,13 +858,14 @@ class TextClassifier:
             latter, ``n_tokens`` 0).
 
         Raises:
-            InputError: ``texts`` is a bare string or contains a non-string.
+            InputError: ``texts`` is a bare string or contains a non-string, or ``contexts`` does not have
+                one item (a string or ``None``) per text.
             ModelError: the classifier was closed.
         """
-        probs, n_tokens, _, _ = self._run(texts)
+        probs, n_tokens, _, _ = self._run(texts, contexts)
         return probs, n_tokens
 
-    def classify(self, text: str, timestamp_ns: int = 0) -> TextResult:
+    def classify(self, text: str, timestamp_ns: int = 0, context: str | None = None) -> TextResult:
         """Classify one text.
 
         Args:
@@ -819,14 +874,19 @@ class TextClassifier:
                 confidence 1/7) with ``n_tokens=0``, which fusion weights at zero. So does a text in a
                 language no model covers (``language`` says which).
             timestamp_ns: When the text was produced (``time.monotonic_ns()``); 0 means now.
+            context: The previous turn of the same conversation (any speaker), or ``None``. A model whose card
+                has context blocks reads it (down-weighted, in its own hash space); other models ignore it.
+                The language is detected from ``text`` alone. It is not stored.
 
         Raises:
-            InputError: ``text`` is not a ``str``.
+            InputError: ``text`` is not a ``str``, or ``context`` is neither a ``str`` nor ``None``.
         """
         if not isinstance(text, str):
             raise InputError(f"text must be a str, got {type(text).__name__}; decode bytes first "
                              "(e.g. data.decode('utf-8'))")
-        probs, n_tokens, langs, names = self._run([text])
+        if context is not None and not isinstance(context, str):
+            raise InputError(f"context must be a str or None, got {type(context).__name__}")
+        probs, n_tokens, langs, names = self._run([text], [context])
         ts = timestamp_ns if timestamp_ns else time.monotonic_ns()
         return TextResult(probabilities=tuple(float(v) for v in probs[0]), n_tokens=n_tokens[0], timestamp_ns=ts,
                           language=langs[0], model=names[0])

@@ -28,7 +28,9 @@ A folder is read through its evaluation split (GoEmotions ``dev.tsv``, MELD ``de
 ``emorynlp_dev_final.csv``, DailyDialog ``validation``, XDailyDialog ``zh_dev_human.txt``, SMP2020
 ``usual_eval_labeled.txt``, CPED ``valid_split.csv``).
 
-Each utterance keeps a ``group`` (dialogue, scene or post id) so that splits can be made by dialogue.
+Each utterance keeps a ``group`` (dialogue, scene or post id) so that splits can be made by dialogue, and its
+``context``: the previous turn of its dialogue as the file has it (also when that turn's label was skipped;
+``""`` for a dialogue's first turn and for GoEmotions / SMP2020 posts).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class TextCorpus:
         groups: Dialogue / scene / post id per utterance (split by these).
         n_skipped: Utterances whose label has no counterpart in :data:`LABELS` (or that are multi-label).
         skipped_labels: Count per skipped source label.
+        contexts: The previous turn of each utterance's dialogue (``""``: none); empty list: not known.
     """
 
     name: str
@@ -97,6 +100,7 @@ class TextCorpus:
     groups: list[str]
     n_skipped: int = 0
     skipped_labels: dict[str, int] = field(default_factory=dict)
+    contexts: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -105,7 +109,12 @@ class TextCorpus:
         """The utterances at the given indices (same name and format)."""
         idx = [int(i) for i in np.asarray(keep).reshape(-1)]
         return TextCorpus(self.name, self.format, [self.texts[i] for i in idx], self.y[idx].copy(),
-                          [self.groups[i] for i in idx], self.n_skipped, dict(self.skipped_labels))
+                          [self.groups[i] for i in idx], self.n_skipped, dict(self.skipped_labels),
+                          [self.contexts[i] for i in idx] if self.contexts else [])
+
+    def context_list(self) -> list[str]:
+        """:attr:`contexts`, or ``""`` for every utterance when they are not known."""
+        return list(self.contexts) if self.contexts else [""] * len(self.texts)
 
     def class_counts(self) -> dict[str, int]:
         """Utterances per label."""
@@ -118,19 +127,24 @@ class _Builder:
         self.texts: list[str] = []
         self.y: list[int] = []
         self.groups: list[str] = []
+        self.contexts: list[str] = []
         self.skipped: dict[str, int] = {}
+        self._last: dict[str, str] = {}  # group -> its latest turn (labelled or not)
 
     def add(self, text: str, label: str | None, source_label: str, group: str) -> None:
+        context = self._last.get(group, "")
+        self._last[group] = text
         if label is None:
             self.skipped[source_label] = self.skipped.get(source_label, 0) + 1
             return
         self.texts.append(text)
         self.y.append(LABELS.index(label))
         self.groups.append(group)
+        self.contexts.append(context)
 
     def build(self) -> TextCorpus:
         return TextCorpus(self.name, self.fmt, self.texts, np.asarray(self.y, np.int64), self.groups,
-                          sum(self.skipped.values()), dict(sorted(self.skipped.items())))
+                          sum(self.skipped.values()), dict(sorted(self.skipped.items())), self.contexts)
 
 
 def _read_text(p: Path) -> str:

@@ -63,9 +63,7 @@ from .text import (
     _calibration_rows,
     _dense,
     _export_model,
-    _featurize,
     _npy_bytes,
-    _runtime_logits,
     sparse_logits,
     train_linear,
 )
@@ -80,11 +78,15 @@ VARIANTS = ("en-conv", "zh")
 #: Per variant: model name, files, featuriser shape, defaults (chosen with ``--stage select``).
 _V: dict[str, dict[str, Any]] = {
     "en-conv": {"name": "affectlite-text-en-conv", "file": "text-en-conv.tflite", "idf": "text-en-conv.idf.npy",
-                "word": (1, 3), "char": (1, 6), "l2": 4.7e-6, "power": 0.5, "corpus_weight": []},
+                "word": (1, 3), "char": (1, 6), "l2": 4.7e-6, "power": 0.5, "corpus_weight": [],
+                "ctx_word": (1, 2), "ctx_char": (2, 5)},
     "zh": {"name": "affectlite-text-zh", "file": "text-zh.tflite", "idf": "text-zh.idf.npy",
            "word": (1, 2), "char": (1, 4), "l2": 4.7e-6, "power": 1.0,
-           "corpus_weight": ["xdailydialog=0.3", "smp2020_usual=2"]},
+           "corpus_weight": ["xdailydialog=0.3", "smp2020_usual=2"], "ctx_word": (1, 2), "ctx_char": (1, 3)},
 }
+
+#: Hash buckets of each previous-turn block (``--context-weight > 0``): two blocks, 2 x 65,536 more inputs.
+CONTEXT_FEATURES = 1 << 16
 
 #: The goal metric of each validation set (``classification_metrics`` key).
 #: SMP2020 has no disgust: its macro-F1 is over its own six labels, as the campaign scores it.
@@ -152,7 +154,7 @@ def load_variant(variant: str, root: str | Path, holdout_seed: int = 0) -> dict[
     def cat(name: str, parts: Sequence[TextCorpus]) -> TextCorpus:
         return TextCorpus(name, parts[0].format, [t for p in parts for t in p.texts],
                           np.concatenate([p.y for p in parts]), [g for p in parts for g in p.groups],
-                          sum(p.n_skipped for p in parts))
+                          sum(p.n_skipped for p in parts), contexts=[c for p in parts for c in p.context_list()])
 
     if variant == "en-conv":
         emory = [rd(f"emorynlp/emorynlp_{s}_final.csv") for s in ("train", "dev", "test")]
@@ -217,23 +219,37 @@ def validation_scores(logits: dict[str, np.ndarray], val: dict[str, TextCorpus])
     return out
 
 
-def _featurizer(variant: str, texts: Sequence[str], n_word: int, n_char: int, min_df: int) -> TextFeaturizer:
+def text_spec(variant: str, n_word: int, n_char: int, context_weight: float = 0.0) -> dict[str, Any]:
+    """The variant's featuriser spec (no idf); ``context_weight > 0`` adds the previous-turn blocks."""
     v = _V[variant]
-    feat = TextFeaturizer.from_spec(default_text_spec(n_word, n_char, word_ngrams=v["word"], char_ngrams=v["char"]))
-    df, n = feat.document_frequency(texts)
+    spec = default_text_spec(n_word, n_char, word_ngrams=v["word"], char_ngrams=v["char"])
+    if context_weight > 0:
+        for name, analyzer, rng in (("ctx_word", "word", v["ctx_word"]), ("ctx_char", "char_wb", v["ctx_char"])):
+            spec["blocks"].append({"name": name, "source": "context", "analyzer": analyzer, "ngram_range": list(rng),
+                                   "n_features": CONTEXT_FEATURES, "weight": context_weight})
+        spec["n_features"] = sum(int(b["n_features"]) for b in spec["blocks"])
+    return spec
+
+
+def _featurizer(variant: str, texts: Sequence[str], n_word: int, n_char: int, min_df: int,
+                contexts: Sequence[str] | None = None, context_weight: float = 0.0) -> TextFeaturizer:
+    feat = TextFeaturizer.from_spec(text_spec(variant, n_word, n_char, context_weight))
+    df, n = feat.document_frequency(texts, contexts)
     idf = smooth_idf(df, n, min_df).astype(np.float16).astype(np.float32)
     return feat.with_idf(idf)
 
 
-def _pool(train: dict[str, TextCorpus]) -> tuple[list[str], np.ndarray, list[int]]:
+def _pool(train: dict[str, TextCorpus]) -> tuple[list[str], np.ndarray, list[int], list[str]]:
     texts: list[str] = []
     ys: list[np.ndarray] = []
     dom: list[int] = []
+    ctx: list[str] = []
     for i, c in enumerate(train.values()):
         texts += c.texts
         ys.append(c.y)
         dom += [i] * len(c)
-    return texts, np.concatenate(ys), dom
+        ctx += c.context_list()
+    return texts, np.concatenate(ys), dom, ctx
 
 
 def _prepare(a: argparse.Namespace) -> tuple[dict[str, Any], TextFeaturizer, Csr, np.ndarray, list[int],
@@ -246,27 +262,45 @@ def _prepare(a: argparse.Namespace) -> tuple[dict[str, Any], TextFeaturizer, Csr
         raise InputError(f"--corpus-weight names {sorted(unknown)}; this variant's corpora: {sorted(data['train'])}")
     data["train"] = {k: c for k, c in data["train"].items() if cw.get(k, 1.0) > 0}
     a.corpus_scale = [cw.get(k, 1.0) for k in data["train"]]
-    texts, y, dom = _pool(data["train"])
+    texts, y, dom, ctx = _pool(data["train"])
+    cw_ctx = float(a.context_weight)
     t0 = time.time()
     if a.from_run:  # the earlier run's idf (same data, same split): no refit; a sample of train for calibration
         v = _V[a.variant]
-        base = TextFeaturizer.from_spec(default_text_spec(a.n_word, a.n_char, word_ngrams=v["word"],
-                                                          char_ngrams=v["char"]))
+        base = TextFeaturizer.from_spec(text_spec(a.variant, a.n_word, a.n_char, cw_ctx))
         feat = base.with_idf(np.load(Path(a.from_run) / v["idf"], allow_pickle=False).astype(np.float32))
         keep = np.sort(np.random.default_rng(0).choice(len(texts), size=min(len(texts), 6000), replace=False))
-        texts = [texts[int(i)] for i in keep]
+        texts, ctx = [texts[int(i)] for i in keep], [ctx[int(i)] for i in keep]
         y, dom = y[keep], [dom[int(i)] for i in keep]
     elif a.idf_from:  # an earlier run's idf on the same training texts: skip the document-frequency pass
         v = _V[a.variant]
-        base = TextFeaturizer.from_spec(default_text_spec(a.n_word, a.n_char, word_ngrams=v["word"],
-                                                          char_ngrams=v["char"]))
+        base = TextFeaturizer.from_spec(text_spec(a.variant, a.n_word, a.n_char, cw_ctx))
         feat = base.with_idf(np.load(Path(a.idf_from) / v["idf"], allow_pickle=False).astype(np.float32))
     else:
-        feat = _featurizer(a.variant, texts, a.n_word, a.n_char, a.min_df)
+        feat = _featurizer(a.variant, texts, a.n_word, a.n_char, a.min_df, ctx if cw_ctx > 0 else None, cw_ctx)
         log.info("idf fitted on %d texts in %.0fs", len(texts), time.time() - t0)
-    x = _featurize(feat, texts, "train")
-    xv = {k: _featurize(feat, v.texts, k) for k, v in data["val"].items()}
+    x = _featurize(feat, texts, "train", ctx if cw_ctx > 0 else None)
+    xv = {k: _featurize(feat, v.texts, k, v.context_list() if cw_ctx > 0 else None) for k, v in data["val"].items()}
     return data, feat, x, y, dom, xv
+
+
+def _featurize(feat: TextFeaturizer, texts: Sequence[str], what: str, contexts: Sequence[str] | None = None) -> Csr:
+    t0 = time.time()
+    x = feat.transform_sparse(texts, contexts)
+    log.info("featurised %d %s texts%s in %.1fs (%.0f nnz/text)", len(texts), what,
+             " with their previous turns" if contexts is not None else "", time.time() - t0,
+             len(x[1]) / max(len(texts), 1))
+    return x
+
+
+def _runtime_logits(clf: TextClassifier, texts: Sequence[str], contexts: Sequence[str] | None,
+                    batch: int = 64) -> np.ndarray:
+    """Raw (uncalibrated) logits of the int8 model, featurised exactly as at runtime (with the contexts)."""
+    outs = []
+    for i in range(0, len(texts), batch):
+        x = clf.featurizer.transform(texts[i:i + batch], None if contexts is None else contexts[i:i + batch])
+        outs.append(clf.model.run(x)[0].astype(np.float64))
+    return np.concatenate(outs)
 
 
 def _select(a: argparse.Namespace, out: Path) -> int:
@@ -308,7 +342,8 @@ def _final(a: argparse.Namespace, out: Path) -> int:
     val_texts = [t for c in data["val"].values() for t in c.texts]
     rebuilt = TextFeaturizer.from_spec(spec, base_dir=out)
     probe = val_texts[:300]
-    if not np.array_equal(rebuilt.transform(probe), feat.transform(probe)):
+    probe_ctx = [c for v_ in data["val"].values() for c in v_.context_list()][:300] if a.context_weight > 0 else None
+    if not np.array_equal(rebuilt.transform(probe, probe_ctx), feat.transform(probe, probe_ctx)):
         raise ConversionError("the featuriser rebuilt from the card spec differs from the training featuriser")
     if a.from_run:
         w, b = _load_weights(Path(a.from_run))
@@ -355,7 +390,8 @@ def _final(a: argparse.Namespace, out: Path) -> int:
                   validation_split=f"{first} (first {n_check})", io_dtype="int8", report_dir=out / "report",
                   latency_threads=[1], progress=False)
     clf = TextClassifier.from_model(tflite, backend="auto", num_threads=1)
-    q_logits = {k: _runtime_logits(clf, c.texts) for k, c in data["val"].items()}
+    q_logits = {k: _runtime_logits(clf, c.texts, c.context_list() if a.context_weight > 0 else None)
+                for k, c in data["val"].items()}
     int8_scores = validation_scores(q_logits, data["val"])
     temp = fit_temperature(np.concatenate(list(q_logits.values())), val_y, kind="logits")
     metrics = dict(res.card.metrics)
@@ -475,12 +511,13 @@ def _offsets_stage(a: argparse.Namespace, out: Path) -> int:
         raise InputError("--stage offsets needs --from-run DIR (a finished final run)")
     v = _V[a.variant]
     data = load_variant(a.variant, a.data, a.holdout_seed)
-    base = TextFeaturizer.from_spec(default_text_spec(a.n_word, a.n_char, word_ngrams=v["word"], char_ngrams=v["char"]))
+    base = TextFeaturizer.from_spec(text_spec(a.variant, a.n_word, a.n_char, a.context_weight))
     feat = base.with_idf(np.load(Path(a.from_run) / v["idf"], allow_pickle=False).astype(np.float32))
     w, b = _load_weights(Path(a.from_run))
     sets = OBJECTIVE[a.variant]
     val = data["val"]
-    z = {k: sparse_logits(feat.transform_sparse(val[k].texts), w, b) for k in sets}
+    z = {k: sparse_logits(feat.transform_sparse(val[k].texts, val[k].context_list() if a.context_weight > 0
+                                                else None), w, b) for k in sets}
     halves: list[dict[str, Any]] = []
     for h in (0, 1):
         tune_idx = {k: _half(val[k], 1000 + a.holdout_seed)[h] for k in sets}
@@ -520,7 +557,7 @@ def _corpus_weights(a: argparse.Namespace) -> dict[str, float]:
 
 def _config(a: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(a, k) for k in ("variant", "n_word", "n_char", "min_df", "l2", "class_weight_power", "nb",
-                                       "steps", "holdout_seed", "corpus_weight")}
+                                       "steps", "holdout_seed", "corpus_weight", "context_weight")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -546,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=150, help="L-BFGS iterations (the shipped models: 150)")
     p.add_argument("--corpus-weight", action="append", metavar="NAME=W", help="scale one training corpus's "
                    "total weight (default 1 each: corpora weighted equally; 0 drops it), e.g. xdailydialog=0.3")
+    p.add_argument("--context-weight", type=float, default=0.0, help="> 0: add hashed n-gram blocks of the "
+                   "previous turn of each utterance's dialogue (own hash space, this weight after their L2 "
+                   "normalisation; GoEmotions / SMP2020 rows have none); 0: one utterance only")
     p.add_argument("--holdout-seed", type=int, default=0, help="zh: which half of usual_eval / CPED is held out")
     p.add_argument("--grid-l2", type=float, nargs="+", default=[2e-6, 4.7e-6, 1.2e-5])
     p.add_argument("--grid-power", type=float, nargs="+", default=[0.5, 1.0])
