@@ -84,3 +84,12 @@ def test_run_with_quantized_inputs_checks_the_dtype() -> None:
         m.run(np.zeros(det["shape"], np.float32), quantized=True)
     q = np.full(det["shape"], int(det["quantization_parameters"]["zero_points"][0]), det["dtype"])
     np.testing.assert_allclose(m.run(q, quantized=True)[0], m.run(np.zeros(det["shape"], np.float32))[0])
+
+
+def test_a_large_batch_runs_in_slices_with_the_same_result() -> None:
+    clf = TextClassifier.from_model(TEXT_MODELS["en"])
+    texts = [f"{w} number {i}!" for i, w in enumerate(["great", "awful", "what", "sad", "ok"] * 30)]  # 150 > 64
+    big, n_tok = clf.predict_proba(texts)
+    assert big.shape == (150, 7) and len(n_tok) == 150
+    np.testing.assert_allclose(big[100:110], clf.predict_proba(texts[100:110])[0], atol=1e-6)
+    clf.close()

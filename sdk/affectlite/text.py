@@ -590,6 +590,10 @@ def detect_language(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- classifier
+#: Texts per interpreter call: a larger batch of predict_proba() runs in slices of this many.
+_MAX_BATCH = 64
+
+
 class _Head:
     """One loaded text model with its featuriser (a language's model)."""
 
@@ -611,6 +615,9 @@ class _Head:
         quantised exactly as :func:`affectlite.model.quantize` would): quantising the dense 262,144-wide row
         cost more than the model itself.
         """
+        if len(rows) > _MAX_BATCH:  # bounds the dense input (64 x 262,144 bytes) and the interpreter's size
+            return np.concatenate([self.predict_sparse(rows[i:i + _MAX_BATCH])
+                                   for i in range(0, len(rows), _MAX_BATCH)])
         model = self.model
         if model is None:
             raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
