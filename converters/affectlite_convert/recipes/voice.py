@@ -71,6 +71,10 @@ LABEL_MAPPING: dict[str, dict[str, str | None]] = {
                 "fearful": "fear", "disgust": "disgust", "surprised": "surprise"},
     "tess": {"neutral": "neutral", "happy": "happy", "sad": "sad", "angry": "angry", "fear": "fear",
              "disgust": "disgust", "ps (pleasant surprise)": "surprise"},
+    "ased": {"Neutral": "neutral", "Fearful": "fear", "Happy": "happy", "Sad": "sad", "Angry": "angry"},
+    "nemo": {"neutral": "neutral", "happiness": "happy", "sadness": "sad", "anger": "angry", "fear": "fear",
+             "surprised": "surprise"},
+    "turev": {"Calm (sk)": "neutral", "Happy (mt)": "happy", "Sad (hl)": "sad", "Angry (kz)": "angry"},
 }
 #: What the card says about each corpus (description, terms).
 CORPUS_INFO: dict[str, dict[str, str]] = {
@@ -80,10 +84,22 @@ CORPUS_INFO: dict[str, dict[str, str]] = {
     "tess": {"data": "TESS, Toronto emotional speech set (Dupuis & Pichora-Fuller 2010), 2 women (aged 26 and "
                      "64), 200 words in 'Say the word ...', 2,800 clips, 16 kHz Ogg/Opus 32 kbit/s",
              "terms": "CC BY-NC-ND 4.0 (non-commercial, no derivatives of the recordings)"},
+    "ased": {"data": "ASED v1, Amharic Speech Emotion Dataset (Retta et al. 2023), 65 speakers (25 women, 40 men), "
+                     "2,474 clips each accepted by 5 of 8 judges, five labels (no disgust, no surprise), 16 kHz "
+                     "Ogg/Opus 24 kbit/s",
+             "terms": "no licence file in the source repository, published for research: research / "
+                      "non-commercial"},
+    "nemo": {"data": "nEMO, emotional speech in Polish (Christop 2024), 9 actors, 4,481 clips (3.1 h), six labels "
+                     "(no disgust), 16 kHz Ogg/Opus 24 kbit/s",
+             "terms": "CC BY-NC-SA 4.0 (non-commercial, share-alike)"},
+    "turev": {"data": "TurEV-DB, Turkish emotional voice database (single words), 6 speakers, 1,735 clips, four "
+                      "labels (calm -> neutral), 16 kHz Ogg/Opus 24 kbit/s",
+              "terms": "CC BY-NC-ND 4.0 in its README, GPL-3.0 in its licence file: non-commercial, no "
+                       "derivatives of the recordings"},
 }
-STRICTEST_TERMS = ("non-commercial use only: the strictest of the training corpora's terms applies (RAVDESS CC "
-                   "BY-NC-SA 4.0, TESS CC BY-NC-ND 4.0); do not use this model commercially without your own "
-                   "data or licence")
+STRICTEST_TERMS = ("non-commercial use only: the strictest of the training corpora's terms applies (RAVDESS and "
+                   "nEMO CC BY-NC-SA 4.0, TESS and TurEV-DB CC BY-NC-ND 4.0, ASED research only); do not use this "
+                   "model commercially without your own data or licence")
 
 SPEC: dict[str, Any] = dict(af.DEFAULT_SPEC)
 
@@ -671,8 +687,10 @@ def _card_dict(items: Sequence[SpeechFile], metrics: dict[str, Any], temperature
                      "and leave-one-corpus-out (never a random split)",
             "epochs": epochs,
             "config": cfg,
-            "recipe": "affectlite train voice --data ../shared/datasets/ravdess-speech-16k --data "
-                      "../shared/datasets/tess-16k --out DIR (affectlite_convert.recipes.voice)",
+            "recipe": "affectlite train voice "
+                      + " ".join(f"--data ../shared/datasets/{d}" for d in cfg.get("data", ("ravdess-speech-16k",
+                                                                                             "tess-16k")))
+                      + " --out DIR (affectlite_convert.recipes.voice)",
             "augmentation": "speed 0.9/1.1; simulated microphones and rooms (synthetic-IR reverberation, band "
                             "limits, level and AGC, clipping, 8-12 bit / mu-law quantisation, Opus coding); "
                             "random 2 s crops; background noise 0-30 dB SNR (mel domain); gain; SpecAugment; "
@@ -1128,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
     SPEC["normalisation"] = args.norm
     cfg = {"epochs": args.epochs, "norm": args.norm, "mic_aug": not args.no_mic_aug, "arch": args.arch,
            "width": args.width, "seed": args.seed, "corpora": _corpora_of(items), "n_clips": len(items),
+           "data": [Path(d).name for d in args.data],
            "speeds": speeds, **({"warp": warp} if warp else {}),
            **({"ensemble": args.ensemble} if args.ensemble > 1 else {}),
            **({"speaker_norm": True} if args.speaker_norm else {})}
