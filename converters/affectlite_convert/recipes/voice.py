@@ -101,6 +101,10 @@ STRICTEST_TERMS = ("non-commercial use only: the strictest of the training corpo
                    "nEMO CC BY-NC-SA 4.0, TESS and TurEV-DB CC BY-NC-ND 4.0, ASED research only); do not use this "
                    "model commercially without your own data or licence")
 
+#: Language of each corpus's speech (the card's limitations).
+CORPUS_LANGUAGE = {"ravdess": "English", "tess": "English", "ased": "Amharic", "nemo": "Polish", "turev": "Turkish",
+                   "crema-d": "English", "emodb": "German"}
+
 SPEC: dict[str, Any] = dict(af.DEFAULT_SPEC)
 
 
@@ -130,6 +134,8 @@ EVAL_HOP_S = 0.5
 #: Share of training windows that get a frequency warp when a ``--warp`` range is set.
 WARP_P = 0.5
 MODEL_NAME = "affectlite-voice"
+#: 3.0.0: five corpora (issue 24); 2.0.0: RAVDESS + TESS.
+MODEL_VERSION = "3.0.0"
 #: Training settings: chosen on the leave-one-corpus-out table (see the card's training.selection).
 DEFAULTS: dict[str, Any] = {"epochs": 30, "norm": "window_meanstd", "mic_aug": True, "arch": "cnn",
                             "width": 1.0, "speeds": (0.9, 1.1), "warp": (), "ensemble": 1}
@@ -662,6 +668,16 @@ def _training_text(items: Sequence[SpeechFile]) -> tuple[str, str]:
     return data, terms + ". " + STRICTEST_TERMS
 
 
+def _speakers_limitation(items: Sequence[SpeechFile]) -> str:
+    corpora = _corpora_of(items)
+    n_spk = len({(f.corpus, f.speaker) for f in items})
+    langs = sorted({CORPUS_LANGUAGE.get(c, "unknown language") for c in corpora})
+    return (f"Trained on acted or elicited speech of {n_spk} adult speakers from {len(corpora)} corpora "
+            f"({', '.join(corpora)}; {', '.join(langs)}): accuracy on spontaneous speech, other languages and "
+            "accents, far-field or noisy microphones is lower - see the leave-one-corpus-out table for what a new "
+            "corpus gets (near chance for several).")
+
+
 def _card_dict(items: Sequence[SpeechFile], metrics: dict[str, Any], temperature: float, epochs: int,
                model_file: str, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     T = _n_frames()
@@ -670,7 +686,7 @@ def _card_dict(items: Sequence[SpeechFile], metrics: dict[str, Any], temperature
     data, terms = _training_text(items)
     cfg = cfg or {}
     return {
-        "schema_version": 1, "name": MODEL_NAME, "version": "2.0.0", "task": "voice",
+        "schema_version": 1, "name": MODEL_NAME, "version": MODEL_VERSION, "task": "voice",
         "labels": list(LABELS),
         "label_mapping": {lab: lab for lab in LABELS},
         "dataset_label_mapping": {c: dict(LABEL_MAPPING[c]) for c in _corpora_of(items) if c in LABEL_MAPPING},
@@ -698,9 +714,7 @@ def _card_dict(items: Sequence[SpeechFile], metrics: dict[str, Any], temperature
         },
         "metrics": metrics,
         "limitations": [
-            "Trained on acted, studio-recorded English speech of 22 adult speakers (RAVDESS 10 men + 10 women, "
-            "TESS 2 women): accuracy on spontaneous speech, other languages and accents, far-field or noisy "
-            "microphones is lower - see the leave-one-corpus-out table for what a new corpus gets.",
+            _speakers_limitation(items),
             "Known failure cases: synthetic (text-to-speech) voices, children's voices, tonal languages "
             "(pitch carries words there, not only emotion), whispering and singing.",
             "Outputs an estimate of the emotion a voice outwardly expresses, not what the speaker feels.",
