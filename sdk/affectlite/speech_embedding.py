@@ -23,12 +23,12 @@ recorded for these files and the voice model built on them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ._io import sha256_file
 from .errors import InputError, ModelLoadError
 
 __all__ = [
@@ -86,7 +86,7 @@ def n_embeddings(n_frames: int) -> int:
 
 
 def _sha256(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    return sha256_file(p)
 
 
 def front_end_status(directory: str | os.PathLike[str] | None = None, *, check_hash: bool = False) -> str:

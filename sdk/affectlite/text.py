@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._io import sha256_bytes
 from .errors import ConfigError, InputError, ModelCardError, ModelError, ModelLoadError
 from .labels import LABELS, canonical_label, map_distribution
 from .results import TextResult, uniform_probabilities
@@ -497,7 +497,7 @@ def _load_idf(path: Path, sha256: Any) -> np.ndarray:
         raise ModelCardError(f"text featuriser idf file {path} not found: it must sit next to the text model "
                              "(re-install affectlite or re-run `affectlite train text`)")
     if isinstance(sha256, str):
-        h = hashlib.sha256(path.read_bytes()).hexdigest()
+        h = sha256_bytes(path.read_bytes())
         if h != sha256:
             raise ModelCardError(f"text featuriser idf file {path} has sha256 {h[:12]}..., the card expects "
                                  f"{sha256[:12]}...: the file was replaced; restore the file that came with "

@@ -1,0 +1,51 @@
+"""Memory of the runtime: what loading the default models pulls into the process (issue 25's RSS budget).
+
+The pipeline's peak RSS is measured by ``affectlite bench --what pipeline`` (docs/benchmarks.md); these tests
+pin the causes that were removed, so they do not come back unnoticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from affectlite._io import sha256_bytes, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'sdk'}{os.pathsep}{ROOT / 'converters'}"}
+
+
+def run_py(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV,
+                          cwd=ROOT).stdout
+
+
+@pytest.mark.parametrize("data", [b"", b"abc", bytes(range(256)) * 9000])
+def test_builtin_sha256_matches_hashlib(data: bytes, tmp_path: Path) -> None:
+    p = tmp_path / "f.bin"
+    p.write_bytes(data)
+    assert sha256_bytes(data) == hashlib.sha256(data).hexdigest()
+    assert sha256_file(p) == hashlib.sha256(data).hexdigest()
+
+
+def test_loading_and_hash_checking_the_default_models_does_not_load_openssl() -> None:
+    # hashlib loads OpenSSL's libcrypto (+3.6 MB RSS) just to verify model files; the runtime uses the builtin
+    # sha256. Every default model is loaded with its hash checked (face, voice, text incl. its idf file, fusion)
+    # and the speech_embedding front end's files are hashed.
+    out = run_py(
+        "import sys, numpy as np, affectlite\n"
+        "from affectlite import speech_embedding as se\n"
+        "clf = affectlite.EmotionClassifier.default()\n"
+        "t = np.arange(32000, dtype=np.float32) / 16000\n"  # no numpy.random: it imports hashlib itself
+        "image = (np.arange(240 * 320 * 3) % 251).astype(np.uint8).reshape(240, 320, 3)\n"
+        "r = clf.classify(image=image, audio=0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t),\n"
+        "                 text='what a lovely day')\n"
+        "se.front_end_status(check_hash=True)\n"
+        "print(r.text is not None and r.text.label == 'happy',\n"
+        "      [m for m in ('hashlib', '_hashlib', 'ssl') if m in sys.modules])")
+    assert out.split("\n")[-2:] == ["True []", ""]
