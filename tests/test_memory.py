@@ -49,3 +49,26 @@ def test_loading_and_hash_checking_the_default_models_does_not_load_openssl() ->
         "print(r.text is not None and r.text.label == 'happy',\n"
         "      [m for m in ('hashlib', '_hashlib', 'ssl') if m in sys.modules])")
     assert out.split("\n")[-2:] == ["True []", ""]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak windows use /proc/self/clear_refs")
+def test_each_pipeline_bench_run_reports_its_own_peak_rss() -> None:
+    # `affectlite bench` runs the realtime and the fast pipeline in one process; the second run used to be
+    # charged with the first one's peak (ru_maxrss only grows). A 300 MB spike before the run must not show.
+    out = run_py(
+        "import resource, sys, numpy as np\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from _examples_support import ScriptedFace, frame_for\n"
+        "from affectlite import PipelineOptions, bench\n"
+        "from affectlite.testing import FakeCamera\n"
+        "spike = np.ones(300 * 2**20, np.uint8)\n"
+        "del spike\n"
+        "process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "opts = PipelineOptions().replace(**{'audio.enabled': False, 'text.enabled': False})\n"
+        "cam = FakeCamera.from_images([frame_for('happy')] * 50, fps=30, realtime=False)\n"
+        "rep = bench.bench_pipeline(opts, 0.3, 'fast',\n"
+        "                           pipeline_kwargs={'camera': cam, 'face_analyzer_factory': ScriptedFace})\n"
+        "print(round(process_peak), rep['peak_rss_mb'])")
+    process_peak, run_peak = (float(v) for v in out.split())
+    assert process_peak > 300
+    assert 10 < run_peak < process_peak - 250

@@ -11,7 +11,9 @@ What it measures (on the bundled sample media by default: 640x480 30 fps video w
   ``fast`` (every video frame analysed as fast as possible, the reader waiting for the face thread; audio
   still paced like a microphone) gives the most frames per second the machine can analyse.
   Both report frames analysed per second, results per second, dropped frames, CPU time per analysed frame
-  (the whole process: decode, detect, classify, voice, fusion, dispatch) and the peak RSS of the process.
+  (the whole process: decode, detect, classify, voice, fusion, dispatch) and the peak RSS of the process
+  while that run was going (on Linux each run starts a new peak window, ``/proc/self/clear_refs``, so the
+  second run is not charged with the first one's peak; it still starts from what the first left mapped).
 
 ``--compare A B`` runs two configurations in fresh processes, interleaved (A B B A A B ...) so drift and
 thermal state hit both alike, and prints the medians and the ratio B/A. A configuration is a comma-separated
@@ -25,6 +27,7 @@ shape of the output, never timings.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -110,6 +113,30 @@ def _peak_rss_mb() -> float:
         return float("nan")
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)
+
+
+def _start_rss_window() -> bool:
+    """Start a new peak-RSS window: Linux resets the process's ``VmHWM`` on ``5`` written to
+    ``/proc/self/clear_refs`` (the peak restarts at the current RSS). ``False`` where that is unavailable."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _window_peak_rss_mb(windowed: bool) -> float:
+    """Peak RSS since :func:`_start_rss_window` (``VmHWM``) when ``windowed``; else the process's peak."""
+    if windowed:
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            pass
+    return _peak_rss_mb()
 
 
 def _parse_value(v: str) -> Any:
@@ -410,6 +437,8 @@ def bench_pipeline(opts: Any, duration: float, pace: str,
         if len(errors) < 5:
             errors.append(str(e))
 
+    gc.collect()  # what an earlier run left behind is freed before this run's peak window starts
+    windowed = _start_rss_window()
     cpu0 = time.process_time()
     t_load = time.perf_counter()
     pipe = EmotionPipeline(o, on_result=on_result, on_error=on_error, **(pipeline_kwargs or {}))
@@ -437,7 +466,7 @@ def bench_pipeline(opts: Any, duration: float, pace: str,
         "cpu_ms_per_frame": round(1000 * cpu_run / frames, 2) if frames else None,
         "cpu_utilisation": round(cpu_run / up, 3),
         "cpu_s_total": round(cpu_total, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(_window_peak_rss_mb(windowed), 1),
         "state": st.state,
     }
     if errors:
@@ -469,7 +498,8 @@ def run_once(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> d
                 report["pipeline"][pace] = bench_pipeline(opts, float(args.duration), pace)
             except AffectliteError as e:
                 report["pipeline"][pace] = {"error": str(e)}
-        report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        peaks = [p["peak_rss_mb"] for p in report["pipeline"].values() if isinstance(p.get("peak_rss_mb"), float)]
+        report["peak_rss_mb"] = max(peaks) if peaks else round(_peak_rss_mb(), 1)
     if args.what in ("all", "stages"):
         report["stages"] = bench_stages(opts, args)
         voice_path = report["stages"].pop("voice_stream", None)  # not a per-call stage: the real-time factor
@@ -619,7 +649,8 @@ def format_report(rep: dict[str, Any]) -> str:
                   f"{p['results_per_s']:.1f} results/s",
                   f"  capture-to-callback (frame results) {lat}; CPU per analysed frame {cpu} "
                   f"(process, {100 * p['cpu_utilisation']:.0f}% of one core); voice results {p['voice_results']}"]
-    lines += ["", f"peak RSS: {rep['peak_rss_mb']:.1f} MB (process, after the runs above); 1-min load average "
+    lines += ["", f"peak RSS: {rep['peak_rss_mb']:.1f} MB (process; with pipeline runs: the larger run's own peak); "
+              "1-min load average "
               f"at start {m.get('load_avg_1m', '-')} on {m['usable_cores']} cores"]
     tg = rep.get("targets", {})
     if tg:
