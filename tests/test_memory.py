@@ -72,3 +72,36 @@ def test_each_pipeline_bench_run_reports_its_own_peak_rss() -> None:
     process_peak, run_peak = (float(v) for v in out.split())
     assert process_peak > 300
     assert 10 < run_peak < process_peak - 250
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32"])
+def test_integer_wav_is_read_without_soundfile_with_the_same_samples(subtype: str, tmp_path: Path) -> None:
+    # libsndfile (+2 MB RSS) is only loaded for what the standard library cannot read
+    import numpy as np
+
+    from affectlite._audio_stream import iter_audio_blocks
+
+    sf = pytest.importorskip("soundfile")
+    x = np.random.default_rng(0).uniform(-1, 1, (20000, 2))
+    p = tmp_path / "a.wav"
+    sf.write(str(p), x, 16000, subtype=subtype)
+    ref = sf.read(str(p), dtype="float32", always_2d=True)[0].mean(axis=1)
+    got = np.concatenate(list(iter_audio_blocks(p, None, block_s=0.3)))
+    assert got.dtype == np.float32 and np.array_equal(got, ref)
+    # float WAV: the standard library cannot read it, soundfile still does
+    pf = tmp_path / "f.wav"
+    sf.write(str(pf), x, 16000, subtype="FLOAT")
+    ref_f = sf.read(str(pf), dtype="float32", always_2d=True)[0].mean(axis=1)
+    assert np.array_equal(np.concatenate(list(iter_audio_blocks(pf, None))), ref_f)
+
+
+def test_the_file_microphone_on_the_sample_wav_does_not_load_soundfile() -> None:
+    out = run_py("import sys\n"
+                 "from affectlite.samples import sample_paths\n"
+                 "from affectlite.microphones.file import FileMicrophone\n"
+                 "mic = FileMicrophone(str(sample_paths()[1]), realtime=False)\n"
+                 "mic.open()\n"
+                 "n = sum(c.samples.size for c in iter(mic.read, None))\n"
+                 "mic.close()\n"
+                 "print(n, 'soundfile' in sys.modules)")
+    assert out.split() == [str(16000 * 96 // 10), "False"]

@@ -130,8 +130,10 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int | None = 16
                       block_s: float = BLOCK_S) -> Generator[np.ndarray, None, None]:
     """Float32 mono blocks of an audio file at ``sample_rate`` (``None``: the file's rate), read lazily.
 
-    Channels are averaged. WAV (PCM 8/16/24/32-bit) works with the standard library; FLAC and other formats
-    need ``soundfile``. The concatenated blocks equal :func:`affectlite.audio_features.load_audio`.
+    Channels are averaged. Integer PCM WAV (8/16/24/32-bit) is read with the standard library, whether or not
+    ``soundfile`` is installed (the same samples; loading libsndfile costs ~2 MB RSS); FLAC, float or
+    compressed WAV and other formats need ``soundfile``. The concatenated blocks equal
+    :func:`affectlite.audio_features.load_audio`.
 
     Raises:
         SourceUnavailableError, InputError: as :func:`open_audio_blocks` (when the iteration starts).
@@ -142,6 +144,17 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int | None = 16
     if not p.is_file():
         what = "is not a regular file" if p.exists() else "does not exist"
         raise SourceUnavailableError(f"audio file {p} {what}")
+    is_wav = p.suffix.lower() in (".wav", ".wave")
+    if is_wav:
+        try:
+            w = wave.open(str(p), "rb")  # noqa: SIM115 (closed by the with below; opening may raise)
+        except (wave.Error, EOFError, ValueError) as e:
+            wav_error: Exception | None = e  # float, extensible or compressed WAV: soundfile's, if installed
+        else:
+            with w:
+                rate = check_sample_rate(w.getframerate(), f"audio file {p}: sample rate")
+                yield from _resampled(_wav_blocks(w, p, max(1, round(block_s * rate))), rate, sample_rate, p)
+            return
     try:
         import soundfile as sf
     except ImportError:
@@ -156,18 +169,12 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int | None = 16
             blocks = _sf_blocks(f, p, max(1, round(block_s * rate)))
             yield from _resampled(blocks, rate, sample_rate, p)
         return
-    if p.suffix.lower() not in (".wav", ".wave"):
+    if not is_wav:
         raise SourceUnavailableError(f"reading {p.suffix or 'this'} audio ({p}) needs soundfile: "
                                      "pip install soundfile (or pip install 'affectlite[audio]'); "
                                      "WAV files work without it")
-    try:
-        w = wave.open(str(p), "rb")  # noqa: SIM115 (closed by the with below; opening may raise)
-    except (wave.Error, EOFError) as e:
-        raise InputError(f"cannot decode WAV file {p} with the standard library ({e}); float and "
-                         "compressed WAV need soundfile: pip install soundfile") from None
-    with w:
-        rate = check_sample_rate(w.getframerate(), f"audio file {p}: sample rate")
-        yield from _resampled(_wav_blocks(w, p, max(1, round(block_s * rate))), rate, sample_rate, p)
+    raise InputError(f"cannot decode WAV file {p} with the standard library ({wav_error}); float and "
+                     "compressed WAV need soundfile: pip install soundfile")
 
 
 def _sf_blocks(f: object, p: Path, n: int) -> Iterator[np.ndarray]:
