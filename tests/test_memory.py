@@ -129,3 +129,23 @@ def test_both_paces_run_each_pipeline_in_its_own_process(monkeypatch: pytest.Mon
     assert calls == [("pipeline", "realtime", ""), ("pipeline", "fast", "")]
     assert rep["peak_rss_mb"] == 145.5 and rep["targets"]["peak_rss_mb"]["value"] == 145.5
     assert rep["targets"]["peak_rss_mb"]["met"] is True
+
+
+def test_the_bench_keeps_its_own_bookkeeping_out_of_the_pipeline_run() -> None:
+    # importlib.metadata (library versions, +1 MB with the email package), statistics and subprocess are the
+    # bench's, not the pipeline's: none is loaded while a pipeline run is measured; the report still names them
+    out = run_py(
+        "import argparse, sys\n"
+        "from affectlite import bench\n"
+        "seen = []\n"
+        "def fake(opts, duration, pace, pipeline_kwargs=None):\n"
+        "    seen.append([m for m in ('importlib.metadata', 'email', 'statistics', 'subprocess')\n"
+        "                 if m in sys.modules])\n"
+        "    return {'fps': 30.0, 'latency_ms_p95': 10.0, 'peak_rss_mb': 100.0}\n"
+        "bench.bench_pipeline = fake\n"
+        "p = argparse.ArgumentParser()\n"
+        "bench.add_arguments(p)\n"
+        "rep = bench.run_once(p.parse_args(['--what', 'pipeline', '--pace', 'realtime', '--synthetic']))\n"
+        "m = rep['machine']\n"
+        "print(seen, 'ai-edge-litert' in m or 'tflite-runtime' in m, 'load_avg_1m' in m, m['usable_cores'] > 0)")
+    assert out.strip() == "[[]] True True True"

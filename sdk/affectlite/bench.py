@@ -34,8 +34,6 @@ import json
 import math
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -101,11 +99,17 @@ def machine_info() -> dict[str, Any]:
                 continue
     except ImportError:  # pragma: no cover - stdlib
         pass
-    try:
-        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        pass
+    load = _load_avg_1m()
+    if load is not None:
+        info["load_avg_1m"] = load
     return info
+
+
+def _load_avg_1m() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _peak_rss_mb() -> float:
@@ -484,8 +488,9 @@ def run_once(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> d
     from .detectors import choose_detector
 
     chosen = choose_detector(opts.face.detector, opts.face.detector_model)  # what runs (BlazeFace may fall back)
+    load_at_start = _load_avg_1m()
     report: dict[str, Any] = {
-        "schema": SCHEMA, "machine": machine_info(),
+        "schema": SCHEMA, "machine": {},  # filled after the pipeline runs: see below
         "config": {"overrides": extra or {}, "set": list(args.set or []), "threads": _threads_of(opts),
                    "video": None if args.synthetic else video, "audio": None if args.synthetic else audio,
                    "synthetic": bool(args.synthetic), "detector": chosen.name, "detector_reason": chosen.reason,
@@ -506,6 +511,12 @@ def run_once(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> d
         peaks = [p["peak_rss_mb"] for p in report["pipeline"].values()
                  if isinstance(p.get("peak_rss_mb"), (int, float))]
         report["peak_rss_mb"] = max(peaks) if peaks else round(_peak_rss_mb(), 1)
+    # after the pipeline runs: the library versions come from importlib.metadata (+1 MB RSS with the email
+    # package), the bench's bookkeeping, not the pipeline's; the load average is the one at the start
+    report["machine"] = machine_info()
+    report["machine"].pop("load_avg_1m", None)
+    if load_at_start is not None:
+        report["machine"]["load_avg_1m"] = load_at_start
     if args.what in ("all", "stages"):
         report["stages"] = bench_stages(opts, args)
         voice_path = report["stages"].pop("voice_stream", None)  # not a per-call stage: the real-time factor
@@ -572,6 +583,8 @@ def _run_worker(args: argparse.Namespace, spec: str) -> dict[str, Any]:
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    import subprocess  # here: the pipeline's processes need none of it (bench overhead out of its peak RSS)
+
     p = subprocess.run(_worker_argv(args, spec), capture_output=True, text=True, env=env, check=False)
     if p.returncode != 0:
         raise AffectliteError(f"bench worker for configuration {spec!r} failed (exit {p.returncode}): "
@@ -604,6 +617,8 @@ def _flat(report: dict[str, Any]) -> dict[str, float]:
 
 def compare(args: argparse.Namespace, a: str, b: str) -> dict[str, Any]:
     """Run configurations ``a`` and ``b`` interleaved, ``args.repeat`` times each, in fresh processes."""
+    import statistics
+
     parse_config(a)
     parse_config(b)
     runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
