@@ -275,8 +275,8 @@ class FusionOptions(_Options, frozen=True, kw_only=True):
         "learned (default: the shipped int8 fusion head whenever two or more modalities contribute) or late "
         "(calibrated, reliability-weighted late fusion). Both obey the conflict rule. The head was trained on the "
         "shipped default models' outputs: with your own models (or text.commercial) use late or retrain it "
-        "(affectlite train fusion). Held-out study: macro-F1 0.763 for the head against 0.733 for tuned late "
-        "fusion (0.731 / 0.706 with a second split; docs/fusion.md).")] = "learned"
+        "(affectlite train fusion). Held-out study: macro-F1 0.771 for the head against 0.707 for tuned late "
+        "fusion (0.757 / 0.677 with a second split; docs/fusion.md).")] = "learned"
     weights: Annotated[dict[Modality, _Weight], _doc("Base weight per modality.")] = field(
         default_factory=lambda: _per_modality(1.0, 0.8, 0.6))
     max_age_s: Annotated[dict[Modality, _Age], _doc(
