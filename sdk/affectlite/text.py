@@ -611,10 +611,12 @@ class _Head:
     def predict_sparse(self, rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Probabilities of sparse feature rows ``(indices, values)``.
 
-        An int8/uint8 input is filled in quantised directly (zero point everywhere, the few non-zero features
-        quantised exactly as :func:`affectlite.model.quantize` would): quantising the dense 262,144-wide row
-        cost more than the model itself.
+        The input is filled in the model's own input dtype directly (the quantised zero everywhere, the few
+        non-zero features quantised by :func:`affectlite.model.quantize`): quantising the dense 262,144-wide
+        row cost more than the model itself.
         """
+        from .model import quantize
+
         if len(rows) > _MAX_BATCH:  # bounds the dense input (64 x 262,144 bytes) and the interpreter's size
             return np.concatenate([self.predict_sparse(rows[i:i + _MAX_BATCH])
                                    for i in range(0, len(rows), _MAX_BATCH)])
@@ -622,23 +624,10 @@ class _Head:
         if model is None:
             raise ModelError("this TextClassifier is closed; create a new one (TextClassifier.create())")
         det = model.input_details[0]
-        dtype = np.dtype(det["dtype"])
-        qp = det.get("quantization_parameters") or {}
-        scales, zeros = qp.get("scales"), qp.get("zero_points")
-        n, dim = len(rows), self.featurizer.dim
-        if dtype.kind in "iu" and scales is not None and len(scales) and float(scales[0]) != 0:
-            scale = float(scales[0])
-            zero = int(zeros[0]) if zeros is not None and len(zeros) else 0
-            info = np.iinfo(dtype)
-            xq = np.full((n, dim), zero, dtype=dtype)
-            for r, (idx, val) in enumerate(rows):
-                q = np.round(np.asarray(val, dtype=np.float32) / scale + zero)
-                xq[r, idx] = np.clip(q, info.min, info.max).astype(dtype)
-            return model.predict_proba(xq, quantized=True)
-        x = np.zeros((n, dim), np.float32)
+        x = np.full((len(rows), self.featurizer.dim), quantize(np.zeros(1, np.float32), det)[0])
         for r, (idx, val) in enumerate(rows):
-            x[r, idx] = val
-        return model.predict_proba(x)
+            x[r, idx] = quantize(val, det)
+        return model.predict_proba(x, quantized=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str, num_threads: int | None) -> _Head:
