@@ -294,3 +294,11 @@ def test_recipe_end_to_end_on_two_tiny_corpora(tmp_path: Path) -> None:
     # resumable: a second cv stage with the same settings trains nothing and gives the same report
     assert recipe.main([*argv, "--stage", "cv"]) == 0
     assert json.loads((out / "cv" / "report.json").read_text())["leave_one_corpus_out"] == rep["leave_one_corpus_out"]
+    # a stored run of the same name that held out other speakers (another --folds) is trained again, not reused
+    fj = out / "cv" / "lso_ravdess_0.json"
+    stored = json.loads(fj.read_text())
+    planned = stored["held"]
+    fj.write_text(json.dumps({**stored, "held": ["99"]}))
+    assert recipe.main([*argv, "--stage", "cv", "--runs", "lso", "--only", "lso:ravdess:0"]) == 0
+    again = json.loads(fj.read_text())
+    assert again["held"] == planned and "int8" in again

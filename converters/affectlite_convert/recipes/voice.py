@@ -857,6 +857,11 @@ def run_validation(items: Sequence[SpeechFile], feats: list[list[np.ndarray]], o
     for ri, (name, plan) in enumerate(runs.items()):
         fj = _run_file(out, name)
         res: dict[str, Any] = json.loads(fj.read_text()) if fj.is_file() else {}
+        if res and [str(h) for h in res.get("held", [])] != [str(h) for h in plan["held"]]:
+            # same run name, other held-out speakers (e.g. --folds 2 after --folds 5): not this run
+            log.info("run %s: the stored run held out %s, this plan holds out %s: training it again",
+                     name, res.get("held"), plan["held"])
+            res = {}
         if res.get("config") == cfg and "int8" in res:
             done[name] = res
             continue
