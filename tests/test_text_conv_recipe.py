@@ -14,6 +14,8 @@ from affectlite.text_corpora import TextCorpus
 from affectlite_convert.recipes.text import nb_ratios
 from affectlite_convert.recipes.text_conv import (
     GOAL_METRIC,
+    _check_half,
+    _half,
     domain_weights,
     load_variant,
     majority_dedupe,
@@ -35,6 +37,17 @@ def test_domain_weights_give_every_corpus_the_same_total() -> None:
     assert w[80] / w[0] == pytest.approx(85 / 10)  # within a corpus: pooled class weights n_neutral / n_happy
     w0 = domain_weights(dom, y, 0.0)
     assert len(set(np.round(w0[:90], 9))) == 1  # power 0: only the corpus scaling
+
+
+def test_split_half_check_is_independent_of_the_holdout_split() -> None:
+    # fixed-length dialogue ids, like CPED's: a second CRC-32 split of the held-out half was one-sided
+    ids = [f"{i:06d}" for i in range(2000)]
+    c = TextCorpus("cped:x", "cped", [f"t{i}" for i in range(2000)], np.zeros(2000, np.int64), ids)
+    held = c.subset(_half(c, 0)[0])
+    assert len(_half(held, 1000)[0]) in (0, len(held))  # the trap this guards against
+    a, b = _check_half(held, 1000)
+    assert len(a) + len(b) == len(held) and 0.4 < len(a) / len(held) < 0.6
+    assert not {held.groups[i] for i in a} & {held.groups[i] for i in b}  # by dialogue
 
 
 def test_majority_dedupe_and_exclusion() -> None:

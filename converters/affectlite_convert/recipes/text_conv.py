@@ -39,6 +39,7 @@ token), so its ``char_wb`` block gives character 1-4-grams inside each run: no s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -131,6 +132,17 @@ def majority_dedupe(c: TextCorpus, exclude: set[str] = frozenset()) -> tuple[Tex
 def _half(c: TextCorpus, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows whose group hashes to the held-out half, and the others."""
     h = np.asarray([zlib.crc32(f"{seed}:{g}".encode()) % 2 for g in c.groups])
+    return np.flatnonzero(h == 0), np.flatnonzero(h == 1)
+
+
+def _check_half(c: TextCorpus, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of ``c`` by group for split-half checks, independent of :func:`_half`'s hold-out split.
+
+    CRC-32 is affine in its input, so for group ids of one length the low bit of ``crc32(f"{s}:{g}")`` is the
+    same function of ``g`` for every salt ``s``: a second :func:`_half` split of a held-out half put every CPED
+    dialogue (6-character ids) in one half. A cryptographic hash has no such relation.
+    """
+    h = np.asarray([hashlib.blake2b(f"{seed}:{g}".encode(), digest_size=8).digest()[0] % 2 for g in c.groups])
     return np.flatnonzero(h == 0), np.flatnonzero(h == 1)
 
 
@@ -520,8 +532,8 @@ def _offsets_stage(a: argparse.Namespace, out: Path) -> int:
                                                 else None), w, b) for k in sets}
     halves: list[dict[str, Any]] = []
     for h in (0, 1):
-        tune_idx = {k: _half(val[k], 1000 + a.holdout_seed)[h] for k in sets}
-        test_idx = {k: _half(val[k], 1000 + a.holdout_seed)[1 - h] for k in sets}
+        tune_idx = {k: _check_half(val[k], 1000 + a.holdout_seed)[h] for k in sets}
+        test_idx = {k: _check_half(val[k], 1000 + a.holdout_seed)[1 - h] for k in sets}
         off_h, _ = tune_mean_goal_offsets({k: z[k][tune_idx[k]] for k in sets},
                                           {k: val[k].subset(tune_idx[k]) for k in sets}, sets)
         tv = {k: val[k].subset(test_idx[k]) for k in sets}
