@@ -73,15 +73,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 class ImageFolderCamera:
     """Yields the images of a folder in name order.
 
+    A folder is a recording: image ``n`` (counting on across loops) has the media time ``n / fps`` seconds,
+    paced or not, so the pipeline analyses it offline (nothing dropped, results in media-time order, the same
+    results at any pace; see docs/media.md).
+
     A file that cannot be decoded is skipped: :meth:`read` raises :class:`~affectlite.errors.InputError`
     for it and the next call goes on with the following file (the pipeline drops, counts and reports it).
 
     Args:
         folder: Folder of images (``.jpg .png .bmp .pgm .ppm .webp .npy``).
-        fps: Pacing rate when ``realtime``.
+        fps: Pacing rate when ``realtime``, and the media-time step between images (1 / fps seconds).
         realtime: Pace at ``fps``; otherwise as fast as possible.
         loop: Start again after the last image.
+
+    Attributes:
+        recorded: Always True: a folder of images is a recording (media-time stamps, offline analysis).
     """
+
+    recorded = True
 
     def __init__(self, folder: str | os.PathLike[str], *, fps: float = 5.0, realtime: bool = False,
                  loop: bool = False) -> None:
@@ -135,7 +144,8 @@ class ImageFolderCamera:
         except SourceError as e:  # one bad file: skip it, never restart the folder
             raise InputError(f"skipped {path.name}: {e}") from None
         self._good += 1
-        frame = Frame(img, time.monotonic_ns(), self._index)
+        period_ns = round(1e9 / self.fps) if self.fps > 0 else 200_000_000
+        frame = Frame(img, self._index * period_ns, self._index)
         self._index += 1
         return frame
 
