@@ -4,6 +4,7 @@ in real time, with one-slot queues or the default ones."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,6 @@ def _run(opts: PipelineOptions, slow_s: float = 0.0) -> tuple[list[dict[str, Any
     def on_result(r: Any) -> None:
         out.append(r.to_json_dict())
         if slow_s:
-            import time
-
             time.sleep(slow_s)
 
     with EmotionPipeline(opts, on_result=on_result) as pipe:
@@ -115,3 +114,21 @@ def test_image_folder_alone_is_analysed_offline_and_deterministically(frames: Pa
     with_face = [r for r in fast if r["faces"]]
     assert with_face and all(r["capture_ns"] == r["frame_index"] * 125_000_000 for r in with_face)
     assert np.isfinite([r["confidence"] for r in fast]).all()
+
+
+def test_a_recording_beside_a_live_camera_is_put_on_the_live_clock(speech: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    opts = PipelineOptions().replace(**{"camera.backend": "synthetic", "camera.fps": 10,
+                                        "audio.backend": "file", "audio.device": str(speech),
+                                        "audio.realtime": True})
+    out: list[Any] = []
+    t0 = time.monotonic_ns()
+    with caplog.at_level("WARNING", logger="affectlite"), EmotionPipeline(opts, on_result=out.append) as pipe:
+        time.sleep(3.5)  # the 3 s file, paced, then a little of the camera alone
+        assert pipe.stats().state != "finished"  # the live camera goes on
+    t1 = time.monotonic_ns()
+    assert "mixed" in caplog.text
+    voiced = [r for r in out if r.voice is not None]
+    assert voiced  # fusion saw the voice results: they are on the camera's clock, not 0..3 s
+    assert all(t0 <= r.voice.start_ns <= t1 for r in voiced)
+    assert all(abs(r.voice.end_ns - r.result_ns) < 1_500_000_000 for r in voiced)

@@ -42,6 +42,7 @@ itself; the pipeline stops after the callback returns. ``wait()`` from a callbac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -739,6 +740,8 @@ class EmotionPipeline:
                       wait_for_room: bool = False) -> None:
         """Read a source until it ends or the pipeline stops; reconnect on errors (shared by camera and mic)."""
         stream = "frames" if kind == "camera" else "audio"
+        # a recording beside a live source: its media time (from 0) is counted from now on the live clock
+        shift_ns = time.monotonic_ns() if not self._recorded and getattr(src, "recorded", False) is True else 0
         flaps = 0  # reopen -> fail again before any item, in a row
         fresh = False  # reopened and nothing delivered since
         try:
@@ -770,6 +773,8 @@ class EmotionPipeline:
                     self._notice(SourceStatus(kind, "ended", "end of stream", time.monotonic_ns()))
                     break
                 fresh, flaps = False, 0
+                if shift_ns:
+                    item = dataclasses.replace(item, timestamp_ns=item.timestamp_ns + shift_ns)
                 self._c.counts[counter] += 1
                 if wait_for_room:
                     if not out.put_wait(item, self._stop):
@@ -981,8 +986,10 @@ class EmotionPipeline:
         srcs = [s for s in (self._camera, self._mic) if s is not None]
         flags = [getattr(s, "recorded", False) is True for s in srcs]
         if any(flags) and not all(flags):
-            log.warning("a recording and a live source are mixed (%s): their clocks differ, so fusion cannot line "
-                        "them up; give both from files (or both live)", ", ".join(s.name for s in srcs))
+            log.warning("a recording and a live source are mixed (%s): the recording's media time is counted from "
+                        "the start of the run on the live clock, so it lines up only when it is paced in real "
+                        "time; give both from files (or both live) to analyse offline",
+                        ", ".join(s.name for s in srcs))
         return bool(flags) and all(flags)
 
     def _put_event(self, ev: _Event) -> None:
