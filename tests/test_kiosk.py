@@ -572,6 +572,17 @@ def test_kiosk_on_the_sample_media_with_the_real_models_in_chromium() -> None:
     assert rc_box == [0]
 
 
+def test_kiosk_timeline_starts_near_zero_on_the_live_clock_and_on_media_time() -> None:
+    for first_ns in (time.monotonic_ns(), 0):  # a camera's clock, or a recording's media time from 0
+        hub = dash.EventHub()
+        kiosk = app.Kiosk(hub, app.ScreenPolicy(dwell_s=0.0), max_rate_hz=0)
+        for i in range(3):
+            kiosk.on_result(result("happy", t_ns=first_ns + i * 500_000_000))
+        ts = [e["t"] for e in hub.snapshot()["history"]]
+        assert len(ts) == 3 and 0 <= ts[0] < 5  # seconds since the kiosk started, not -22,000 s
+        assert ts[1] - ts[0] == pytest.approx(0.5) and ts[2] - ts[1] == pytest.approx(0.5)
+
+
 def test_port_in_use_is_reported() -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -214,6 +214,7 @@ class Kiosk:
         self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
         self.clock = clock
         self.t0_ns = time.monotonic_ns()
+        self._ref0_ns: int | None = None  # the timeline's zero on the results' clock (see on_result)
         self._last_sent = -1e9
         self._last_label: str | None = None
         self.results = 0
@@ -252,9 +253,14 @@ class Kiosk:
             new_screen = self.policy.update(r, now)
         if new_screen is not None:
             self.hub.publish("screen", {"screen": new_screen, **SCREENS[new_screen]})
+        if self._ref0_ns is None:
+            # results carry the live clock (camera, microphone) or media time from 0 (files, which the pipeline
+            # analyses as recordings): put the first result at its arrival time since the start on either clock
+            ref = r.capture_ns or r.result_ns  # (media time 0: the first item of a recording)
+            self._ref0_ns = ref - max(0, time.monotonic_ns() - self.t0_ns)
         if r.label != self._last_label or now - self._last_sent >= self.min_interval:
             self._last_sent, self._last_label = now, r.label
-            self.hub.publish("result", result_event(r, self.t0_ns))
+            self.hub.publish("result", result_event(r, self._ref0_ns))
 
     def on_change(self, r: EmotionResult, previous: str) -> None:
         self.changes.append((previous, r.label))

@@ -55,9 +55,10 @@ def result_event(r: EmotionResult, t0_ns: int) -> dict[str, Any]:
 
     Args:
         r: A fused result from the pipeline.
-        t0_ns: Monotonic time the session started (``t`` is seconds since then).
+        t0_ns: The timeline's zero on the results' clock (``t`` is seconds since then): the monotonic time
+            the session started for live sources, or its counterpart in media time for recordings.
     """
-    ref = r.capture_ns or r.result_ns or time.monotonic_ns()
+    ref = r.capture_ns or r.result_ns  # the pipeline always sets result_ns (media time 0: a recording's start)
     face = next((f for f in r.faces if f.track_id == r.track_id), r.faces[0] if r.faces else None)
     return {
         "t": round((ref - t0_ns) / 1e9, 3),
