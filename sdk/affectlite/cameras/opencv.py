@@ -47,11 +47,6 @@ class OpenCVCamera:
         fps: Requested rate; for files with ``realtime`` the pacing rate (default: the file's own rate).
         realtime: Pace file frames in real time; otherwise read as fast as possible.
         loop: Restart a file at its end.
-
-    Attributes:
-        recorded: True for a video file: frame ``n`` (counting on across loops) has the media time ``n / rate``
-            (the file's frame rate, else ``fps``), paced or not, and the pipeline analyses it offline (see
-            docs/media.md). Live devices and URLs carry ``time.monotonic_ns`` stamps.
     """
 
     def __init__(self, device: str | int = 0, *, width: int = 640, height: int = 480, fps: float = 15.0,
@@ -61,8 +56,6 @@ class OpenCVCamera:
         self.name = f"opencv:{device}"
         self.width, self.height, self.fps = width, height, fps
         self.realtime, self.loop = realtime, loop
-        self.recorded = self.kind == "file"
-        self._media_period_ns = 0
         self._cap: Any = None
         self._index = 0
         self._next_t = 0.0
@@ -99,7 +92,6 @@ class OpenCVCamera:
         file_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         rate = file_fps if self.kind == "file" and file_fps > 0 else self.fps
         self._period = 1.0 / rate if self.realtime and self.kind == "file" and rate > 0 else 0.0
-        self._media_period_ns = round(1e9 / rate) if rate > 0 else 66_666_667
         self._next_t = time.monotonic()
         self._cap = cap
 
@@ -127,7 +119,7 @@ class OpenCVCamera:
                 time.sleep(delay)
             else:
                 self._next_t = time.monotonic()
-        ts = self._index * self._media_period_ns if self.recorded else time.monotonic_ns()
+        ts = time.monotonic_ns()
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         frame = Frame(rgb, ts, self._index)
         self._index += 1

@@ -19,21 +19,12 @@ class FileMicrophone:
     The file is read and resampled block by block (:func:`affectlite._audio_stream.open_audio_blocks`), so
     memory stays the same for a recording of any length.
 
-    A file is a recording: chunk timestamps are media time (ns from the start of the file, counting on across
-    loops), paced or not, so the pipeline analyses it offline (nothing dropped, results in media-time order, the
-    same results at any pace; see docs/media.md).
-
     Args:
         path: The audio file.
         chunk_ms: Chunk length.
         realtime: Pace chunks in real time.
         loop: Start again at the end.
-
-    Attributes:
-        recorded: Always True: a file is a recording (media-time stamps, offline analysis).
     """
-
-    recorded = True
 
     def __init__(self, path: str | os.PathLike[str], *, chunk_ms: int = 100, realtime: bool = True,
                  loop: bool = False) -> None:
@@ -114,13 +105,15 @@ class FileMicrophone:
         if not parts:
             return None
         seg = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        ts = self._sent * 1_000_000_000 // SAMPLE_RATE  # media time of the chunk's first sample
+        ts = self._t0 + self._sent * 1_000_000_000 // SAMPLE_RATE
         if self.realtime:
             # deliver a chunk once it would have been fully recorded
-            due = self._t0 + (self._sent + len(seg)) * 1_000_000_000 // SAMPLE_RATE
+            due = ts + len(seg) * 1_000_000_000 // SAMPLE_RATE
             delay = (due - time.monotonic_ns()) / 1e9
             if delay > 0:
                 time.sleep(delay)
+        else:
+            ts = time.monotonic_ns() - len(seg) * 1_000_000_000 // SAMPLE_RATE
         self._sent += len(seg)
         chunk = AudioChunk(seg, ts, self._index)
         self._index += 1
