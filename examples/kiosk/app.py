@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # dashboard_server.py next to this file
 
-from dashboard_server import DashboardServer, EventHub, result_event
+from dashboard_server import DashboardServer, EventHub, result_event, result_time_ns
 
 import affectlite
 from affectlite import EmotionPipeline, EmotionResult, PipelineOptions, SourceStatus
@@ -256,8 +256,7 @@ class Kiosk:
         if self._ref0_ns is None:
             # results carry the live clock (camera, microphone) or media time from 0 (files, which the pipeline
             # analyses as recordings): put the first result at its arrival time since the start on either clock
-            ref = r.capture_ns or r.result_ns  # (media time 0: the first item of a recording)
-            self._ref0_ns = ref - max(0, time.monotonic_ns() - self.t0_ns)
+            self._ref0_ns = result_time_ns(r) - max(0, time.monotonic_ns() - self.t0_ns)
         if r.label != self._last_label or now - self._last_sent >= self.min_interval:
             self._last_sent, self._last_label = now, r.label
             self.hub.publish("result", result_event(r, self._ref0_ns))

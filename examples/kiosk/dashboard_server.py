@@ -34,7 +34,7 @@ from affectlite.labels import LABELS
 from affectlite.privacy import is_loopback_host
 from affectlite.results import EmotionResult
 
-__all__ = ["DashboardServer", "EventHub", "result_event"]
+__all__ = ["DashboardServer", "EventHub", "result_event", "result_time_ns"]
 
 log = logging.getLogger("kiosk.dashboard")
 
@@ -50,6 +50,12 @@ def _probs(p: tuple[float, ...]) -> list[float]:
     return [round(float(v), 4) for v in p]
 
 
+def result_time_ns(r: EmotionResult) -> int:
+    """Where a result sits on its clock: its capture time, else when it was made (the pipeline always sets
+    ``result_ns``; 0 is a recording's start, not a missing time)."""
+    return r.capture_ns or r.result_ns
+
+
 def result_event(r: EmotionResult, t0_ns: int) -> dict[str, Any]:
     """The compact, media-free JSON form of a result that the page draws.
 
@@ -58,7 +64,7 @@ def result_event(r: EmotionResult, t0_ns: int) -> dict[str, Any]:
         t0_ns: The timeline's zero on the results' clock (``t`` is seconds since then): the monotonic time
             the session started for live sources, or its counterpart in media time for recordings.
     """
-    ref = r.capture_ns or r.result_ns  # the pipeline always sets result_ns (media time 0: a recording's start)
+    ref = result_time_ns(r)
     face = next((f for f in r.faces if f.track_id == r.track_id), r.faces[0] if r.faces else None)
     return {
         "t": round((ref - t0_ns) / 1e9, 3),

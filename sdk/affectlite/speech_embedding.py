@@ -85,10 +85,6 @@ def n_embeddings(n_frames: int) -> int:
     return 0 if n_frames < WINDOW_FRAMES else 1 + (n_frames - WINDOW_FRAMES) // HOP_FRAMES
 
 
-def _sha256(p: Path) -> str:
-    return sha256_file(p)
-
-
 def front_end_status(directory: str | os.PathLike[str] | None = None, *, check_hash: bool = False) -> str:
     """``""`` when both front-end files are installed, else what is missing and how to fix it.
 
@@ -104,7 +100,7 @@ def front_end_status(directory: str | os.PathLike[str] | None = None, *, check_h
         return f"speech_embedding front end not installed ({', '.join(missing)} missing in {d}); {fix}"
     if check_hash:
         for f, want in ((MEL_FILE, MEL_SHA256), (EMBEDDING_FILE, EMBEDDING_SHA256)):
-            got = _sha256(d / f)
+            got = sha256_file(d / f)
             if got != want:
                 return f"{d / f} has sha256 {got}, expected {want}; {fix}"
     return ""

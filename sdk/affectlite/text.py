@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import io
 import json
 import math
 import os
@@ -496,14 +497,15 @@ def _load_idf(path: Path, sha256: Any) -> np.ndarray:
     if not path.is_file():
         raise ModelCardError(f"text featuriser idf file {path} not found: it must sit next to the text model "
                              "(re-install affectlite or re-run `affectlite train text`)")
+    data = path.read_bytes()  # read once: hashed, then parsed
     if isinstance(sha256, str):
-        h = sha256_bytes(path.read_bytes())
+        h = sha256_bytes(data)
         if h != sha256:
             raise ModelCardError(f"text featuriser idf file {path} has sha256 {h[:12]}..., the card expects "
                                  f"{sha256[:12]}...: the file was replaced; restore the file that came with "
                                  "the model")
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ModelCardError(f"text featuriser idf file {path} cannot be read as .npy: {e}") from None
     return np.asarray(arr, dtype=np.float32)
